@@ -1,0 +1,97 @@
+"""Training noise levels and the Diffusion Forcing loss.
+
+Diffusion Forcing draws an independent level per token (paper, Alg. 1); the two
+ablations every domain compares against share the same loss:
+
+* ``independent``: k_t ~ U{1..K} for every token (Diffusion Forcing);
+* ``full_sequence``: one k ~ U{1..K} shared by all tokens of a sequence (causal
+  full-sequence diffusion);
+* ``teacher_forcing``: the past is clean (k = 0) and only the last real token is
+  noised (next-token diffusion trained on ground-truth context).
+
+Padding tokens (``mask`` False) are set to pure noise at level K and left out of the loss.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, get_args
+
+import torch
+from torch import Tensor
+
+from .parameterization import Target, prediction_from
+from .schedule import NoiseSchedule
+from .weighting import Weighting, loss_weight
+
+Forcing = Literal["independent", "full_sequence", "teacher_forcing"]
+
+
+def training_levels(
+    batch: int,
+    horizon: int,
+    levels: int,
+    forcing: Forcing = "independent",
+    mask: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Draw training noise levels (B, T) int64 in [0, K]; padding (mask False) gets K.
+
+    mask: (B, T) bool, True = real token. For ``teacher_forcing`` the noised token is
+    the last real one of each sequence.
+    """
+    def uniform(*shape: int) -> Tensor:
+        return torch.randint(1, levels + 1, shape, generator=generator, device=device)
+
+    match forcing:
+        case "independent":
+            k = uniform(batch, horizon)
+        case "full_sequence":
+            k = uniform(batch, 1).expand(batch, horizon).clone()
+        case "teacher_forcing":
+            last = horizon - 1 if mask is None else mask.long().cumsum(1).argmax(1)     # (B,) last real index
+            k = torch.zeros(batch, horizon, dtype=torch.long, device=device)
+            k[torch.arange(batch, device=device), last] = uniform(batch)
+        case _:
+            raise ValueError(f"forcing must be one of {get_args(Forcing)}, got {forcing!r}")
+    if mask is not None:
+        k = torch.where(mask, k, levels)
+    return k
+
+
+def noised_inputs(schedule: NoiseSchedule, x0: Tensor, k: Tensor, noise: Tensor, mask: Tensor | None) -> Tensor:
+    """x_k (B, T, *D); padding tokens are pure noise regardless of the schedule's last level."""
+    x_k = schedule.add_noise(x0, k, noise)
+    if mask is None:
+        return x_k
+    return torch.where(mask.reshape(*mask.shape, *([1] * (x0.ndim - 2))), x_k, noise)
+
+
+def diffusion_forcing_loss(
+    model: Callable[..., Tensor],
+    schedule: NoiseSchedule,
+    x0: Tensor,
+    k: Tensor,
+    noise: Tensor,
+    *,
+    target: Target = "v",
+    weighting: Weighting = "min_snr",
+    snr_gamma: float = 5.0,
+    fused_decay: float = 0.9,
+    mask: Tensor | None = None,
+    cond: Tensor | None = None,
+) -> Tensor:
+    """Weighted denoising loss over every noisy, real token (scalar).
+
+    model(x_k, k, cond) -> raw prediction (B, T, *D); x0, noise: (B, T, *D); k: (B, T)
+    int64; mask: (B, T) bool or None. Tokens at level 0 (a teacher-forced clean past)
+    carry no denoising signal and are left out, as is padding.
+    """
+    x_k = noised_inputs(schedule, x0, k, noise, mask)
+    pred = model(x_k, k, cond)
+    a, s = schedule.coefficients(k, x0)
+    err = (pred - prediction_from(x0, noise, a, s, target)).pow(2).flatten(2).mean(-1)   # (B, T)
+    snr = schedule.snr(k).to(err.dtype)
+    weight = loss_weight(snr, target, weighting, snr_gamma, fused_decay)
+    use = k > 0 if mask is None else mask & (k > 0)
+    return (err * weight * use).sum() / use.sum().clamp(min=1)

@@ -1,0 +1,234 @@
+"""Sampling: walk a scheduling matrix, one model call per row, any per-token schedule.
+
+The loop is written against the streaming protocol of ``dforce.models.protocol``:
+``init_state``, ``forward_chunk`` (predict new tokens after a committed past) and
+``append`` (commit tokens). Long rollouts generate chunk after chunk; finished
+chunks are committed as context labelled at the *stabilization* level (paper, 3.3),
+so the model treats its own output as slightly noisy and errors do not compound.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal, get_args
+
+import torch
+from torch import Tensor
+
+from .guidance import CostGuidance, HistoryGuidance, Inpaint, _randn_like
+from .parameterization import Target, eps_from_x0, x0_eps_from
+from .schedule import NoiseSchedule
+from .scheduling import drop_idle_rows, grid_to_levels, validate
+
+Step = Literal["ddim", "ddpm"]
+Callback = Callable[[dict[str, Any]], None]
+
+
+def ddim_step(x0: Tensor, eps: Tensor, ac_from: Tensor, ac_to: Tensor, eta: float = 0.0,
+              noise: Tensor | None = None) -> Tensor:
+    """DDIM update from level ``from`` to the less noisy ``to`` (Song et al. 2021, eq. 12).
+
+    ac_from, ac_to: alphas_cumprod broadcastable to x0. eta=0 is deterministic, eta=1
+    has the DDPM posterior variance.
+    """
+    var = (1 - ac_to) / (1 - ac_from) * (1 - ac_from / ac_to)
+    sigma = eta * var.clamp(min=0).sqrt()
+    x = ac_to.sqrt() * x0 + (1 - ac_to - sigma**2).clamp(min=0).sqrt() * eps
+    if eta > 0:
+        if noise is None:
+            raise ValueError("ddim_step with eta > 0 needs noise")
+        x = x + sigma * noise
+    return x.to(x0.dtype)
+
+
+def ddpm_step(x_k: Tensor, x0: Tensor, ac_from: Tensor, ac_to: Tensor, noise: Tensor) -> Tensor:
+    """Ancestral step: a draw from the posterior q(x_to | x_from, x0) (Ho et al. 2020, eq. 7),
+    for any jump from -> to. The ratio form stays finite when ac_from is 0 (zero terminal SNR)."""
+    ratio = ac_from / ac_to                                            # alpha of the jump
+    mean = (ac_to.sqrt() * (1 - ratio) * x0 + ratio.sqrt() * (1 - ac_to) * x_k) / (1 - ac_from)
+    var = (1 - ac_to) / (1 - ac_from) * (1 - ratio)
+    return (mean + var.clamp(min=0).sqrt() * noise).to(x0.dtype)
+
+
+def _require_streaming(model: Any) -> None:
+    missing = [m for m in ("init_state", "forward_chunk", "append") if not hasattr(model, m)]
+    if missing:
+        raise TypeError(f"model lacks {missing} of the streaming protocol; wrap it in dforce.models.Recompute")
+
+
+def denoise_chunk(
+    model: Any,
+    schedule: NoiseSchedule,
+    levels: Tensor,
+    x: Tensor,
+    state: Any,
+    *,
+    cond: Tensor | None = None,
+    target: Target = "v",
+    step: Step = "ddim",
+    eta: float = 0.0,
+    guidance: CostGuidance | None = None,
+    inpaint: Inpaint | None = None,
+    history: tuple[HistoryGuidance, Any] | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Denoise a chunk of pure-noise tokens after the committed past in ``state``.
+
+    levels: (M, H) scheduling matrix in grid units (row 0 all ``steps``). x: (B, H, *D)
+    pure noise. cond: (B, H, C) or None. history: (HistoryGuidance, no-history state).
+    Returns the clean chunk (B, H, *D). ``callback`` gets a dict per row with ``row``,
+    ``rows``, ``k`` (the levels after the row, (H,)), ``x`` and ``x0_hat``.
+    """
+    if step not in get_args(Step):
+        raise ValueError(f"step must be one of {get_args(Step)}, got {step!r}")
+    levels = validate(levels)
+    if levels.shape[1] != x.shape[1]:
+        raise ValueError(f"scheduling matrix has {levels.shape[1]} columns but the chunk has {x.shape[1]} tokens")
+    steps, K = int(levels[0, 0]), schedule.levels
+    grid = grid_to_levels(drop_idle_rows(levels), K, steps).to(x.device)          # (M', H) noise levels
+    B = x.shape[0]
+    known = None if inpaint is None else inpaint.mask.reshape(*inpaint.mask.shape, *([1] * (x.ndim - 2)))
+
+    def predict(x_in: Tensor, k: Tensor) -> Tensor:
+        pred = model.forward_chunk(x_in, k, cond, state)
+        if history is not None:
+            rule, state_free = history
+            free = model.forward_chunk(x_in, k, cond, state_free)
+            pred = free + rule.scale * (pred - free)
+        return pred
+
+    for m in range(len(grid) - 1):
+        k_from, k_to = grid[m].expand(B, -1), grid[m + 1].expand(B, -1)
+        x_in, k_in = x, k_from
+        if inpaint is not None:
+            x_in, k_in = _inpaint_inputs(schedule, inpaint, known, x, k_from, generator)
+        a, s = schedule.coefficients(k_in, x_in)
+
+        def to_x0(xx: Tensor) -> Tensor:
+            return x0_eps_from(predict(xx, k_in), xx, a, s, target)[0]
+
+        if guidance is None:
+            with torch.no_grad():
+                x0_hat, eps_hat = x0_eps_from(predict(x_in, k_in), x_in, a, s, target)
+        else:
+            x0_hat = guidance.guided_x0(to_x0, x_in, k_in == K, generator)
+            eps_hat = eps_from_x0(x0_hat, x_in, a, s)
+
+        ac_from, ac_to = schedule.alpha_bar(k_from, x), schedule.alpha_bar(k_to, x)
+        needs_noise = step == "ddpm" or eta > 0
+        noise = _randn_like(x, generator) if needs_noise else None
+        if step == "ddim":
+            x_next = ddim_step(x0_hat, eps_hat, ac_from, ac_to, eta, noise)
+        else:
+            x_next = ddpm_step(x_in, x0_hat, ac_from, ac_to, noise)
+        moving = (k_to < k_from).reshape(*k_to.shape, *([1] * (x.ndim - 2)))
+        if known is not None:
+            moving = moving & ~known
+        x = torch.where(moving, x_next, x).detach()
+        if callback is not None:
+            callback({"row": m + 1, "rows": len(grid) - 1, "k": grid[m + 1], "x": x, "x0_hat": x0_hat})
+    if known is not None:
+        x = torch.where(known, inpaint.values.to(x), x)
+    return x
+
+
+def _inpaint_inputs(schedule: NoiseSchedule, inpaint: Inpaint, known: Tensor, x: Tensor, k: Tensor,
+                    generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Model inputs with known tokens clean at level 0 (relabel) or re-noised to the row's level."""
+    values = inpaint.values.to(x)
+    if inpaint.relabel:
+        return torch.where(known, values, x), torch.where(inpaint.mask, 0, k)
+    return torch.where(known, schedule.add_noise(values, k, _randn_like(x, generator)), x), k
+
+
+def commit(model: Any, schedule: NoiseSchedule, x0: Tensor, level: int, cond: Tensor | None, state: Any,
+           noise: bool = False, generator: torch.Generator | None = None) -> Any:
+    """Append clean tokens x0 (B, T, *D) to ``state`` labelled at noise ``level``.
+
+    The input is a_k x0 (the mean of x_k) or, with ``noise``, a full draw a_k x0 + s_k eps.
+    """
+    k = torch.full(x0.shape[:2], level, dtype=torch.long, device=x0.device)
+    a, s = schedule.coefficients(k, x0)
+    x = a * x0 + (s * _randn_like(x0, generator) if noise else 0)
+    return model.append(x, k, cond, state)
+
+
+def rollout(
+    model: Any,
+    schedule: NoiseSchedule,
+    levels: Tensor,
+    length: int,
+    *,
+    context: Tensor | None = None,
+    batch: int | None = None,
+    token_shape: tuple[int, ...] | None = None,
+    cond: Tensor | None = None,
+    stabilization: int = 0,
+    noise_context: bool = False,
+    history: HistoryGuidance | None = None,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    device: torch.device | str | None = None,
+    **chunk_kwargs: Any,
+) -> Tensor:
+    """Generate ``length`` tokens after an optional context, chunk by chunk.
+
+    levels: (M, H) scheduling matrix for one chunk of H tokens (the last chunk uses its
+    first columns). context: (B, C, *D) clean tokens, or give ``batch`` and
+    ``token_shape``. cond: (B, C + length, Cc) per-token conditioning or None.
+    stabilization: the noise level generated tokens are committed at (0 = clean,
+    which is teacher-forcing-style feedback). ``chunk_kwargs`` go to :func:`denoise_chunk`
+    (target, step, eta, guidance, inpaint). Returns (B, length, *D).
+    """
+    _require_streaming(model)
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    if not 0 <= stabilization <= schedule.levels:
+        raise ValueError(f"stabilization must lie in [0, {schedule.levels}], got {stabilization}")
+    levels = validate(levels)
+    if chunk_kwargs.get("inpaint") is not None and length > levels.shape[1]:
+        raise ValueError(f"inpainting covers one chunk of {levels.shape[1]} tokens; got length {length}")
+    if context is not None:
+        batch, token_shape, device = context.shape[0], tuple(context.shape[2:]), context.device
+    if batch is None or token_shape is None:
+        raise ValueError("give a context, or both batch and token_shape")
+    n_ctx = 0 if context is None else context.shape[1]
+    if cond is not None and cond.shape[1] != n_ctx + length:
+        raise ValueError(f"cond must cover context + length = {n_ctx + length} tokens, got {cond.shape[1]}")
+
+    def cond_at(lo: int, hi: int) -> Tensor | None:
+        return None if cond is None else cond[:, lo:hi]
+
+    state = model.init_state(batch)
+    free = model.init_state(batch) if history is not None else None
+    if context is not None and n_ctx:
+        state = commit(model, schedule, context, 0, cond_at(0, n_ctx), state)
+        free = _commit_history(model, schedule, history, context, cond_at(0, n_ctx), free, generator)
+
+    H, out = levels.shape[1], []
+    for start in range(0, length, H):
+        h = min(H, length - start)
+        lo = n_ctx + start
+        x = torch.randn((batch, h, *token_shape), generator=generator, device=device)
+        chunk_cb = None if callback is None else (lambda info, c=len(out): callback({**info, "chunk": c}))
+        x0 = denoise_chunk(model, schedule, levels[:, :h], x, state, cond=cond_at(lo, lo + h),
+                           history=None if history is None else (history, free), generator=generator,
+                           callback=chunk_cb, **chunk_kwargs)
+        out.append(x0)
+        if start + h < length:  # the past only matters if more is coming
+            state = commit(model, schedule, x0, stabilization, cond_at(lo, lo + h), state, noise_context, generator)
+            free = _commit_history(model, schedule, history, x0, cond_at(lo, lo + h), free, generator)
+    return torch.cat(out, 1)
+
+
+def _commit_history(model: Any, schedule: NoiseSchedule, history: HistoryGuidance | None, x0: Tensor,
+                    cond: Tensor | None, free: Any, generator: torch.Generator | None) -> Any:
+    """The no-history branch: dropped history stays empty; fractional history is noised to its level."""
+    if history is None or history.level is None:
+        return free
+    return commit(model, schedule, x0, history.level, cond, free, noise=True, generator=generator)
+
+
+def sample(model: Any, schedule: NoiseSchedule, levels: Tensor, **kwargs: Any) -> Tensor:
+    """One chunk of ``levels.shape[1]`` tokens: :func:`rollout` with ``length`` = the horizon."""
+    return rollout(model, schedule, levels, kwargs.pop("length", levels.shape[1]), **kwargs)

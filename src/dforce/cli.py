@@ -1,0 +1,143 @@
+"""Command line: parse, build, call. ``main(argv) -> exit code``; user errors exit 2 with one line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+log = logging.getLogger("dforce")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dforce", description="Diffusion Forcing: train, sample and inspect sequence diffusion models.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model from a YAML config (or 'default') with key=value overrides")
+    t.add_argument("config", help="YAML preset, e.g. configs/demo.yaml, or 'default' for the embedded config")
+    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.width=256 train.steps=1000")
+    t.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run directory")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="roll a trained model out from held-out context; writes samples and a plot")
+    s.add_argument("checkpoint", type=Path, help="a model directory (config.json + model.safetensors)")
+    s.add_argument("--length", type=int, default=None, help="tokens to generate (default: 10x the training length)")
+    s.add_argument("--context", type=int, default=4, help="real tokens given as context")
+    s.add_argument("--batch", type=int, default=8)
+    s.add_argument("--scheduling", default=None, help="full_sequence, autoregressive, pyramid or trapezoid")
+    s.add_argument("--slope", type=float, default=None)
+    s.add_argument("--steps", type=int, default=None, help="sampling steps per token")
+    s.add_argument("--chunk", type=int, default=None, help="tokens denoised together")
+    s.add_argument("--stabilization", type=int, default=None, help="noise level generated context is committed at")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, default=Path("outputs/sample"))
+
+    m = sub.add_parser("schedule", help="print (and plot) a scheduling matrix")
+    m.add_argument("name", help="full_sequence, autoregressive, pyramid or trapezoid")
+    m.add_argument("--horizon", type=int, default=8)
+    m.add_argument("--steps", type=int, default=10)
+    m.add_argument("--slope", type=float, default=1.0)
+    m.add_argument("--plot", type=Path, help="write a heatmap PNG here")
+
+    c = sub.add_parser("show-config", help="print the resolved configuration")
+    c.add_argument("config", nargs="?", default="default")
+    c.add_argument("overrides", nargs="*")
+
+    d = sub.add_parser("demo", help="train a small model on synthetic oscillators and write plots to outputs/demo")
+    d.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    d.add_argument("--steps", type=int, default=None, help="training steps (default: the embedded config's)")
+    d.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _config(path: str, overrides: Sequence[str]):
+    from .config import load_config
+
+    return load_config(None if path == "default" else path, list(overrides))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .tasks.synthetic import train_run
+
+    cfg = _config(args.config, args.overrides)
+    name = "default" if args.config == "default" else Path(args.config).stem
+    out = args.out or Path("runs") / name
+    train_run(cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(f"model: {out / 'model'}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .tasks.synthetic import sample_run
+
+    files = sample_run(args.checkpoint, args.out, length=args.length, context=args.context, batch=args.batch,
+                       scheduling=args.scheduling, slope=args.slope, steps=args.steps, chunk=args.chunk,
+                       stabilization=args.stabilization, seed=args.seed)
+    for path in files:
+        print(path)
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    import torch
+
+    from .diffusion import by_name
+
+    levels = by_name(args.name, args.horizon, args.steps, args.slope)
+    torch.set_printoptions(linewidth=200)
+    print(f"# {args.name}: {levels.shape[0]} rows x {levels.shape[1]} tokens, grid levels 0..{args.steps}")
+    for row in levels.tolist():
+        print(" ".join(f"{v:>{len(str(args.steps))}d}" for v in row))
+    if args.plot:
+        from .plotting import plot_schedule
+
+        print(plot_schedule(levels, args.plot, title=f"{args.name} (slope {args.slope})"))
+    return 0
+
+
+def cmd_show_config(args: argparse.Namespace) -> int:
+    from .config import to_yaml
+
+    print(to_yaml(_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .tasks.demo import run_demo
+
+    for path in run_demo(args.out, steps=args.steps, progress=not args.no_progress):
+        print(path)
+    print(f"demo outputs are in {args.out}/ (open rollout_stabilized.png first)")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "schedule": cmd_schedule,
+            "show-config": cmd_show_config, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 ok, 1 training diverged, 2 bad input)."""
+    args = _parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from .train import TrainingDiverged
+
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"dforce {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"dforce {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,197 @@
+"""Structured run configuration: frozen dataclasses, YAML presets, dotted overrides.
+
+``load_config("configs/demo.yaml", ["model.width=256"])`` merges the YAML file and the
+overrides onto the defaults through OmegaConf structured configs, so unknown keys and
+values of the wrong type fail, then checks values against the allowed sets. Every
+failure is a ``ValueError`` naming the key, the value and what is allowed. The
+defaults of these dataclasses are the embedded demo configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.backbone": ("rnn", "transformer", "frames"),
+    "diffusion.beta_schedule": ("linear", "cosine", "sigmoid"),
+    "diffusion.target": ("eps", "x0", "v"),
+    "diffusion.weighting": ("uniform", "min_snr", "fused_snr"),
+    "diffusion.forcing": ("independent", "full_sequence", "teacher_forcing"),
+    "sampling.scheduling": ("full_sequence", "autoregressive", "pyramid", "trapezoid"),
+    "sampling.step": ("ddim", "ddpm"),
+    "data.name": ("oscillators", "cross"),
+    "train.device": ("auto", "cpu", "cuda"),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The backbone network (see dforce.models)."""
+
+    backbone: str = "rnn"
+    width: int = 128
+    depth: int = 2
+    heads: int = 4                      # transformer only
+    window: Optional[int] = None        # transformer only: tokens a token may attend to (None = all)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise schedule, prediction target, loss weighting and how training levels are drawn."""
+
+    levels: int = 1000
+    beta_schedule: str = "sigmoid"
+    zero_terminal: bool = False
+    target: str = "v"
+    weighting: str = "min_snr"
+    snr_gamma: float = 5.0
+    fused_decay: float = 0.9
+    forcing: str = "independent"
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Default sampling: scheduling matrix per chunk, step rule, stabilization."""
+
+    steps: int = 20
+    scheduling: str = "pyramid"
+    slope: float = 2.0
+    chunk: int = 8
+    step: str = "ddim"
+    eta: float = 0.0
+    stabilization: int = 20             # noise level generated context is committed at
+    noise_context: bool = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """A built-in synthetic dataset (see dforce.data.synthetic)."""
+
+    name: str = "oscillators"
+    sequences: int = 4096
+    length: int = 32
+    noise: Optional[float] = None       # None: the generator's default
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, logging and checkpointing."""
+
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    bf16: bool = False                  # autocast on CUDA only
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 50
+    eval_every: int = 0                 # 0: no periodic evaluation
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+POSITIVE = (
+    "model.width", "model.depth", "model.heads", "model.window", "diffusion.levels", "diffusion.snr_gamma",
+    "sampling.steps", "sampling.chunk", "data.sequences", "train.steps", "train.batch_size", "train.lr",
+    "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+)
+NON_NEGATIVE = ("sampling.slope", "sampling.eta", "sampling.stabilization", "data.noise", "train.weight_decay",
+                "train.warmup", "train.grad_clip", "train.eval_every")
+UNIT_INTERVAL = ("diffusion.fused_decay", "train.ema_decay")
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def check(cfg: RunConfig) -> RunConfig:
+    """Raise ValueError for any value outside its allowed set or range; return cfg."""
+    for key, allowed in CHOICES.items():
+        if _get(cfg, key) not in allowed:
+            raise ValueError(f"{key}={_get(cfg, key)!r} is not allowed; choose one of {', '.join(allowed)}")
+    for key in POSITIVE:
+        value = _get(cfg, key)
+        if value is not None and value <= 0:
+            raise ValueError(f"{key}={value} must be > 0")
+    for key in NON_NEGATIVE:
+        value = _get(cfg, key)
+        if value is not None and value < 0:
+            raise ValueError(f"{key}={value} must be >= 0")
+    for key in UNIT_INTERVAL:
+        if not 0 <= _get(cfg, key) < 1:
+            raise ValueError(f"{key}={_get(cfg, key)} must lie in [0, 1)")
+    if cfg.sampling.stabilization > cfg.diffusion.levels:
+        raise ValueError(f"sampling.stabilization={cfg.sampling.stabilization} exceeds diffusion.levels={cfg.diffusion.levels}")
+    if cfg.data.length < 2:
+        raise ValueError(f"data.length={cfg.data.length} must be >= 2")
+    return cfg
+
+
+def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """A checked RunConfig from a (partial) nested dict and dotted ``key=value`` overrides."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ValueError(f"override {item!r} must look like key=value (e.g. model.width=256)")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), data, OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ValueError(_one_line(err)) from None
+    return check(cfg)  # type: ignore[arg-type]
+
+
+def _one_line(err: Exception) -> str:
+    """OmegaConf errors span several lines (message, full_key, object_type); keep what names the fault."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "")
+    return f"{key}: {lines[0]}" if key else lines[0]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Load a YAML preset (or the embedded defaults when ``path`` is None) with overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({_one_line(err)})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return from_dict(data, overrides)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

@@ -1,0 +1,43 @@
+"""Training sequences held in memory: tokens, optional per-token conditioning and mask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Sequences(torch.utils.data.Dataset):
+    """x: (N, T, *D) tokens; cond: (N, T, C) or None; mask: (N, T) bool (True = real) or None."""
+
+    x: Tensor
+    cond: Tensor | None = None
+    mask: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.x.ndim < 3:
+            raise ValueError(f"sequences must be (N, T, *D), got shape {tuple(self.x.shape)}")
+        for name, extra in (("cond", self.cond), ("mask", self.mask)):
+            if extra is not None and extra.shape[:2] != self.x.shape[:2]:
+                raise ValueError(f"{name} must start with (N, T) = {tuple(self.x.shape[:2])}, got {tuple(extra.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> int:
+        return i  # batches are gathered by index in one go, see batch()
+
+    @property
+    def token_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[2:])
+
+    @property
+    def cond_dim(self) -> int:
+        return 0 if self.cond is None else self.cond.shape[-1]
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """(x, cond, mask) rows at ``index`` (B,)."""
+        pick = (lambda t: None if t is None else t[index])
+        return self.x[index], pick(self.cond), pick(self.mask)

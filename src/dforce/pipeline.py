@@ -1,0 +1,169 @@
+"""A Diffusion Forcing model in one object: backbone + normalizer + noise schedule.
+
+``DiffusionForcingModel`` trains (``forward`` returns the loss), samples
+(``rollout``), and saves to / loads from a directory holding ``config.json`` and
+``model.safetensors`` (weights and normalizer statistics), loadable without the
+training code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import atomic
+from .config import DiffusionConfig, ModelConfig, SamplingConfig, from_dict
+from .data.normalizer import Normalizer
+from .diffusion import NoiseSchedule, by_name, diffusion_forcing_loss, rollout, training_levels
+from .diffusion.guidance import HistoryGuidance
+from .models import CausalTransformer, FrameDenoiser, GRUDenoiser, Recompute
+
+FORMAT = "dforce-model"
+FORMAT_VERSION = 1
+
+
+def build_backbone(cfg: ModelConfig, token_shape: tuple[int, ...], cond_dim: int, levels: int) -> nn.Module:
+    """The backbone named by ``cfg.backbone`` for tokens of ``token_shape``."""
+    vector = len(token_shape) == 1
+    match cfg.backbone:
+        case "rnn" if vector:
+            return GRUDenoiser(token_shape[0], cond_dim, cfg.width, cfg.depth, levels)
+        case "transformer" if vector:
+            return CausalTransformer(token_shape[0], cond_dim, cfg.width, cfg.depth, cfg.heads, cfg.window, levels)
+        case "frames" if len(token_shape) == 3 and token_shape[1] == token_shape[2]:
+            return FrameDenoiser(token_shape[0], token_shape[1], cond_dim, cfg.width, levels)
+    raise ValueError(f"model.backbone={cfg.backbone!r} does not take tokens of shape {token_shape} "
+                     "(rnn/transformer: (D,), frames: (C, S, S))")
+
+
+class DiffusionForcingModel(nn.Module):
+    """Backbone, normalizer and schedule; tokens in data units go in and come out."""
+
+    def __init__(
+        self,
+        token_shape: tuple[int, ...],
+        cond_dim: int = 0,
+        model: ModelConfig = ModelConfig(),
+        diffusion: DiffusionConfig = DiffusionConfig(),
+        sampling: SamplingConfig = SamplingConfig(),
+        extra: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.token_shape, self.cond_dim = tuple(token_shape), cond_dim
+        self.model_cfg, self.diffusion_cfg, self.sampling_cfg = model, diffusion, sampling
+        self.extra = dict(extra or {})          # provenance (data, training) saved alongside
+        self.backbone = build_backbone(model, self.token_shape, cond_dim, diffusion.levels)
+        self.normalizer = Normalizer(self.token_shape)
+        d = diffusion
+        self.schedule = NoiseSchedule.make(d.levels, d.beta_schedule, d.zero_terminal)  # type: ignore[arg-type]
+
+    # ---- training -------------------------------------------------------------------------
+    def draw_levels_and_noise(self, x0: Tensor, mask: Tensor | None = None,
+                              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Training levels (B, T) and noise (B, T, *D) for a batch, on the generator's device."""
+        B, T = x0.shape[:2]
+        k = training_levels(B, T, self.schedule.levels, self.diffusion_cfg.forcing, mask, generator)  # type: ignore[arg-type]
+        noise = torch.randn(x0.shape, generator=generator)
+        return k, noise
+
+    def forward(self, x0: Tensor, k: Tensor, noise: Tensor, mask: Tensor | None = None,
+                cond: Tensor | None = None) -> Tensor:
+        """The Diffusion Forcing loss (scalar) of raw tokens x0 (B, T, *D) at levels k (B, T)."""
+        d = self.diffusion_cfg
+        return diffusion_forcing_loss(
+            self.backbone, self.schedule, self.normalizer.normalize(x0), k, noise,
+            target=d.target, weighting=d.weighting, snr_gamma=d.snr_gamma,  # type: ignore[arg-type]
+            fused_decay=d.fused_decay, mask=mask, cond=cond,
+        )
+
+    # ---- sampling -------------------------------------------------------------------------
+    def scheduling_matrix(self, name: str | None = None, horizon: int | None = None, steps: int | None = None,
+                          slope: float | None = None) -> Tensor:
+        """A scheduling matrix (M, H) from the sampling defaults, any argument overridden."""
+        s = self.sampling_cfg
+        return by_name(name or s.scheduling, horizon or s.chunk, steps or s.steps, s.slope if slope is None else slope)
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        length: int,
+        context: Tensor | None = None,
+        *,
+        batch: int | None = None,
+        levels: Tensor | None = None,
+        cond: Tensor | None = None,
+        stabilization: int | None = None,
+        recompute: bool = False,
+        history: HistoryGuidance | None = None,
+        generator: torch.Generator | None = None,
+        callback: Any = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        """Generate ``length`` tokens (B, length, *D) in data units after an optional context (B, C, *D).
+
+        ``levels`` defaults to the configured scheduling matrix per chunk; ``recompute``
+        re-runs the network over the whole past at every step (the slow reference path).
+        ``kwargs`` go to :func:`dforce.diffusion.denoise_chunk` (guidance, inpaint, eta, step).
+        """
+        s = self.sampling_cfg
+        net = Recompute(self.backbone) if recompute else self.backbone
+        ctx = None if context is None else self.normalizer.normalize(context.to(self.device))
+        kwargs.setdefault("step", s.step)
+        kwargs.setdefault("eta", s.eta)
+        out = rollout(
+            net, self.schedule, self.scheduling_matrix() if levels is None else levels, length,
+            context=ctx, batch=batch, token_shape=self.token_shape, cond=cond,
+            stabilization=s.stabilization if stabilization is None else stabilization,
+            noise_context=s.noise_context, history=history, generator=generator, callback=callback,
+            device=self.device, target=self.diffusion_cfg.target, **kwargs,
+        )
+        return self.normalizer.unnormalize(out)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ---- persistence ----------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "token_shape": list(self.token_shape), "cond_dim": self.cond_dim,
+            "model": asdict(self.model_cfg), "diffusion": asdict(self.diffusion_cfg),
+            "sampling": asdict(self.sampling_cfg), "extra": self.extra,
+        }
+
+    def write_files(self, directory: Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into an existing directory (not atomic)."""
+        from safetensors.torch import save_file
+
+        state = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
+        (directory / "config.json").write_text(json.dumps(self.config_dict(), indent=2) + "\n")
+        save_file(state, str(directory / "model.safetensors"), metadata={"format": FORMAT})
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` atomically; returns the directory."""
+        with atomic.new_directory(directory) as tmp:
+            self.write_files(tmp)
+        return Path(directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "DiffusionForcingModel":
+        """Load a directory written by :meth:`save_pretrained`."""
+        from safetensors.torch import load_file
+
+        directory = atomic.recover(directory)
+        config_path, weights_path = directory / "config.json", directory / "model.safetensors"
+        if not config_path.is_file() or not weights_path.is_file():
+            raise ValueError(f"{str(directory)!r} is not a dforce model directory (needs config.json and model.safetensors)")
+        meta = json.loads(config_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{config_path}: format {meta.get('format')!r} is not {FORMAT!r}")
+        cfg = from_dict({key: meta[key] for key in ("model", "diffusion", "sampling")})
+        model = cls(tuple(meta["token_shape"]), meta["cond_dim"], cfg.model, cfg.diffusion, cfg.sampling, meta.get("extra"))
+        model.load_state_dict(load_file(str(weights_path)))
+        return model.to(device).eval()

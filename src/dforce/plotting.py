@@ -1,0 +1,194 @@
+"""PNG figures for schedules, rollouts, samples and training curves.
+
+matplotlib is an optional, heavy dependency, so it is imported inside each function.
+Every function saves a PNG to ``path`` (creating parent folders), closes its figure
+and returns the path as a ``Path``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+MAX_FEATURES = 4     # rows of feature-vs-time panels in a rollout plot
+MAX_SEQUENCES = 3    # sequences drawn per rollout panel
+MAX_SAMPLES = 64     # trajectories drawn by plot_samples
+
+
+def _pyplot() -> Any:
+    """pyplot on the Agg backend, unless the caller already imported pyplot.
+
+    Selecting a backend after pyplot is imported would switch backends and close the
+    caller's open figures, hence the guard.
+    """
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | os.PathLike) -> Path:
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _np(x: Tensor) -> Any:
+    return x.detach().cpu().float().numpy()
+
+
+def _check_dims(name: str, x: Tensor, dims: int) -> None:
+    if x.dim() != dims:
+        raise ValueError(f"{name} must have {dims} dims; got shape {tuple(x.shape)}")
+
+
+def _heatmap(ax: Any, levels: Tensor) -> Any:
+    """Draw a scheduling matrix (M, H) on ax: x = token index, y = sampling row (top = row 0)."""
+    _check_dims("levels", levels, 2)
+    im = ax.imshow(_np(levels), aspect="auto", interpolation="nearest", cmap="viridis")
+    ax.set_xlabel("token index")
+    ax.set_ylabel("sampling row")
+    return im
+
+
+def plot_schedule(levels: Tensor, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Heatmap of one scheduling matrix levels: (M, H) grid noise levels."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    im = _heatmap(ax, levels)
+    fig.colorbar(im, ax=ax, label="noise level (grid)")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_schedules(named: dict[str, Tensor], path: str | os.PathLike) -> Path:
+    """Several scheduling matrices {name: (M_i, H_i)} side by side, one subplot each."""
+    if not named:
+        raise ValueError("named must hold at least one scheduling matrix; got an empty dict")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(named), figsize=(3.6 * len(named), 3.6), squeeze=False)
+    for ax, (name, levels) in zip(axes[0], named.items()):
+        im = _heatmap(ax, levels)
+        ax.set_title(name)
+        # a colorbar per panel: matrices built with different step counts have different scales
+        fig.colorbar(im, ax=ax, label="noise level (grid)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_rollout(
+    generated: Tensor,
+    real: Tensor | None,
+    path: str | os.PathLike,
+    context: int = 0,
+    train_length: int | None = None,
+    title: str | None = None,
+) -> Path:
+    """Generated vs real vector sequences over time, plus a phase plot.
+
+    generated: (B, T, D); real: (B', T', D) or None. One row per feature (up to 4)
+    shows up to 3 generated sequences (solid) and up to 3 real ones (dashed, grey);
+    a vertical line marks the end of the context, a shaded band the training length
+    (so a rollout far past it is visible). When D >= 2 a right-hand panel shows
+    feature 0 vs feature 1 for both.
+    """
+    _check_dims("generated", generated, 3)
+    if real is not None:
+        _check_dims("real", real, 3)
+        if real.shape[-1] != generated.shape[-1]:
+            raise ValueError(
+                f"real and generated must share the feature dim; got {tuple(real.shape)} "
+                f"and {tuple(generated.shape)}"
+            )
+    plt = _pyplot()
+    gen = _np(generated[:MAX_SEQUENCES])
+    ref = None if real is None else _np(real[:MAX_SEQUENCES])
+    n_feat = min(gen.shape[-1], MAX_FEATURES)
+    phase = gen.shape[-1] >= 2
+    fig = plt.figure(figsize=(11 if phase else 8, 1.1 + 1.9 * n_feat), layout="constrained")
+    grid = fig.add_gridspec(n_feat, 2 if phase else 1, width_ratios=[2.6, 1] if phase else None)
+    colors = [f"C{i}" for i in range(MAX_SEQUENCES)]
+
+    for f in range(n_feat):
+        ax = fig.add_subplot(grid[f, 0])
+        if train_length is not None:
+            ax.axvspan(0, train_length - 1, color="0.92", zorder=0,
+                       label=f"training length ({train_length})")
+        if ref is not None:
+            for i, seq in enumerate(ref):
+                ax.plot(seq[:, f], color="0.35", ls="--", lw=1, label="real" if i == 0 else None)
+        for i, seq in enumerate(gen):
+            ax.plot(seq[:, f], color=colors[i], lw=1.2, label="generated" if i == 0 else None)
+        if context > 0:
+            ax.axvline(context - 0.5, color="k", lw=1, ls=":", label=f"context end ({context})")
+        ax.set_ylabel(f"feature {f}")
+        ax.margins(x=0.01)
+        if f == 0:
+            # above the panel: inside it would hide the curves it explains
+            ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=7, ncol=4, frameon=False)
+        if f == n_feat - 1:
+            ax.set_xlabel("time step")
+
+    if phase:
+        ax = fig.add_subplot(grid[:, 1])
+        if ref is not None:
+            for i, seq in enumerate(ref):
+                ax.plot(seq[:, 0], seq[:, 1], color="0.35", ls="--", lw=0.8,
+                        label="real" if i == 0 else None)
+        for i, seq in enumerate(gen):
+            ax.plot(seq[:, 0], seq[:, 1], color=colors[i], lw=0.8, alpha=0.9,
+                    label="generated" if i == 0 else None)
+        ax.set_xlabel("feature 0")
+        ax.set_ylabel("feature 1")
+        ax.set_title("phase plot", fontsize=9)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_samples(samples: Tensor, path: str | os.PathLike, title: str | None = None) -> Path:
+    """2-D trajectories (feature 0 vs 1) of up to 64 samples: (B, T, D>=2); dot = start."""
+    _check_dims("samples", samples, 3)
+    if samples.shape[-1] < 2:
+        raise ValueError(f"samples need at least 2 features; got shape {tuple(samples.shape)}")
+    plt = _pyplot()
+    xs = _np(samples[:MAX_SAMPLES])
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for i, seq in enumerate(xs):
+        c = f"C{i % 10}"
+        ax.plot(seq[:, 0], seq[:, 1], color=c, lw=0.8, alpha=0.7)
+        ax.plot(seq[0, 0], seq[0, 1], "o", color=c, ms=3)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("feature 0")
+    ax.set_ylabel("feature 1")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_loss(steps: list[int], losses: list[float], path: str | os.PathLike) -> Path:
+    """Training loss against step, log y axis (non-positive losses are masked)."""
+    if len(steps) != len(losses):
+        raise ValueError(f"steps and losses must have equal length; got {len(steps)} and {len(losses)}")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(steps, losses, lw=1)
+    ax.set_yscale("log", nonpositive="mask")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,64 @@
+"""Multi-process data parallelism through torch.distributed (launched by ``torchrun``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Process:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("train.device=cuda but no CUDA device is available; use cpu or auto")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def setup(device_name: str) -> tuple[Process, torch.device]:
+    """Join the process group when started by torchrun (gloo on CPU, nccl on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Process(), resolve_device(device_name)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return Process(rank, world, local_rank), device
+
+
+def mean_across(value: torch.Tensor, proc: Process) -> torch.Tensor:
+    """Average a tensor over all processes (identity for one process)."""
+    if proc.world == 1:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value)
+    return value / proc.world
+
+
+def barrier(proc: Process) -> None:
+    if proc.world > 1:
+        dist.barrier()
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,161 @@
+"""One readable training loop: AdamW, warmup + cosine decay, clipping, EMA, checkpoints, DDP.
+
+Every random draw of step ``s`` on rank ``r`` comes from a generator seeded by
+``(seed, r, s)`` and the data order from ``(seed, epoch)``, so a run killed and
+resumed from a checkpoint takes exactly the same steps as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from ..config import TrainConfig
+from ..data.sequences import Sequences
+from ..pipeline import DiffusionForcingModel
+from . import checkpoint, distributed
+from .ema import EMA
+from .metrics import MetricsLogger
+
+log = logging.getLogger(__name__)
+
+Evaluate = Callable[[DiffusionForcingModel, int], dict[str, float]]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last checkpoint on disk is left as it was."""
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to ``lr``, then cosine decay to lr / 10 at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class BatchOrder:
+    """Per-process batch indices for any step: DistributedSampler epochs cut into batches."""
+
+    def __init__(self, data: Sequences, batch_size: int, proc: distributed.Process, seed: int):
+        self.sampler = DistributedSampler(data, proc.world, proc.rank, shuffle=True, seed=seed, drop_last=True)
+        self.batch_size = batch_size
+        self.per_epoch = len(self.sampler) // batch_size
+        if self.per_epoch == 0:
+            raise ValueError(f"train.batch_size={batch_size} exceeds the {len(self.sampler)} sequences per process")
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, j = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self.sampler.set_epoch(epoch)
+            self._epoch, self._order = epoch, torch.tensor(list(self.sampler))
+        return self._order[j * self.batch_size:(j + 1) * self.batch_size]
+
+
+def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    """An independent, reproducible stream for one step of one process."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + rank) * 10_000_019 + step)
+
+
+def train(
+    model: DiffusionForcingModel,
+    data: Sequences,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    evaluate: Evaluate | None = None,
+    progress: bool = True,
+) -> DiffusionForcingModel:
+    """Train ``model`` on ``data``; returns the EMA model, also saved to ``run_dir/model``.
+
+    Checkpoints go to ``run_dir/checkpoints`` every ``cfg.checkpoint_every`` steps and at
+    the end. ``resume`` continues from the newest one. ``train.batch_size`` is per process.
+    """
+    run_dir = Path(run_dir)
+    proc, device = distributed.setup(cfg.device)
+    found = checkpoint.latest(run_dir)
+    if found is not None and not resume:
+        raise ValueError(f"{run_dir} already holds checkpoints; resume with --resume or choose another output directory")
+    model.normalizer.fit(data.x)
+    model.to(device)
+    ema = EMA(model, cfg.ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = 0
+    if found is not None:
+        start = checkpoint.load(found, model, ema.model, opt)
+        log.info("resumed from %s (step %d)", found, start)
+    net = DistributedDataParallel(model) if proc.world > 1 else model
+    order = BatchOrder(data, cfg.batch_size, proc, cfg.seed)
+    logger = MetricsLogger(run_dir, cfg.tensorboard, resume_from=start if found else None) if proc.main else None
+    autocast = (torch.autocast("cuda", torch.bfloat16) if cfg.bf16 and device.type == "cuda" else nullcontext())
+    bar = _progress(start, cfg.steps, progress and proc.main)
+    tic, last_saved = time.time(), start if found else None
+    try:
+        for step in range(start, cfg.steps):
+            loss = _train_step(model, net, opt, data, order(step), step, cfg, proc, device, autocast)
+            if not math.isfinite(loss):
+                where = f"the last good checkpoint {checkpoint.latest(run_dir)} is untouched" if last_saved is not None \
+                    else "no checkpoint was written"
+                raise TrainingDiverged(f"loss became {loss} at step {step + 1}; stopping ({where})")
+            ema.update(model, step)
+            done = step + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if logger and (done % cfg.log_every == 0 or done == cfg.steps):
+                logger.log(done, {"loss": loss, "lr": learning_rate(step, cfg), "elapsed_s": time.time() - tic})
+            if evaluate and cfg.eval_every and done % cfg.eval_every == 0 and proc.main:
+                metrics = evaluate(ema.model, done)
+                logger.log(done, {f"eval/{k}": v for k, v in metrics.items()})
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                if proc.main:
+                    checkpoint.save(run_dir, done, model, ema.model, opt, cfg.keep_checkpoints)
+                last_saved = done
+                distributed.barrier(proc)
+        if proc.main:
+            ema.model.save_pretrained(run_dir / "model")
+    finally:
+        bar.close()
+        if logger:
+            logger.close()
+    return ema.model
+
+
+def _train_step(model: DiffusionForcingModel, net: torch.nn.Module, opt: torch.optim.Optimizer, data: Sequences,
+                index: torch.Tensor, step: int, cfg: TrainConfig, proc: distributed.Process,
+                device: torch.device, autocast: Any) -> float:
+    """One optimisation step; returns the loss averaged over processes."""
+    for group in opt.param_groups:
+        group["lr"] = learning_rate(step, cfg)
+    x0, cond, mask = data.batch(index)
+    k, noise = model.draw_levels_and_noise(x0, mask, step_generator(cfg.seed, proc.rank, step))
+    move = (lambda t: None if t is None else t.to(device, non_blocking=True))
+    model.train()
+    with autocast:
+        loss = net(move(x0), move(k), move(noise), move(mask), move(cond))
+    mean_loss = float(distributed.mean_across(loss.detach().float(), proc))
+    if not math.isfinite(mean_loss):
+        return mean_loss        # every process sees the same mean, so all stop together
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return mean_loss
+
+
+def _progress(start: int, total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
+                disable=not enabled or not sys.stderr.isatty())

@@ -1,0 +1,47 @@
+"""Metrics to JSON lines (always) and TensorBoard (when installed and asked for)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class MetricsLogger:
+    """Appends ``{"step": s, **metrics}`` rows to ``run/metrics.jsonl``; mirrors them to TensorBoard."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_from: int | None = None):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_from is not None:
+            self._truncate_after(resume_from)
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional at run time
+                log.warning("tensorboard is not installed; logging to %s only", self.path)
+            else:
+                self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_from)
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop rows a killed run logged after its last checkpoint, so the resumed run does not repeat them."""
+        if not self.path.is_file():
+            return
+        rows = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        self.path.write_text("".join(row + "\n" for row in rows))
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.writer is not None:
+            for name, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

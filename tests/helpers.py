@@ -1,0 +1,24 @@
+"""Shared fixtures for training tests: a tiny configuration that trains in about a second."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "model.width=16", "model.depth=1", "diffusion.levels=100", "data.sequences=64", "data.length=8",
+    "train.batch_size=16", "train.warmup=5", "train.tensorboard=false", "train.log_every=5",
+    "sampling.steps=4", "sampling.chunk=4", "sampling.stabilization=5",
+]
+
+
+def env() -> dict[str, str]:
+    """Environment for child processes: the source tree importable, one thread each."""
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def dforce(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dforce", *args], env=env(), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)

@@ -1,0 +1,71 @@
+import pytest
+
+from dforce.cli import main
+from helpers import TINY
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("train", "sample", "schedule", "show-config", "demo"):
+        assert command in out
+
+
+def test_schedule_prints_matrix_and_plots(capsys, tmp_path):
+    assert main(["schedule", "pyramid", "--horizon", "3", "--steps", "2", "--plot", str(tmp_path / "s.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:6] == ["2 2 2", "1 2 2", "0 1 2", "0 0 1", "0 0 0"]
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_show_config_applies_overrides(capsys):
+    assert main(["show-config", "default", "model.width=7", "sampling.scheduling=trapezoid"]) == 0
+    out = capsys.readouterr().out
+    assert "width: 7" in out and "scheduling: trapezoid" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["show-config", "default", "model.widht=3"], "model.widht"),
+    (["show-config", "default", "model.backbone=lstm"], "rnn, transformer, frames"),
+    (["show-config", "default", "train.steps=-4"], "train.steps=-4 must be > 0"),
+    (["show-config", "no/such.yaml"], "does not exist"),
+    (["schedule", "zigzag"], "scheduling must be one of"),
+    (["sample", "no/such/model"], "not a dforce model directory"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_bad_yaml_file(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("model: [1, 2\n")
+    assert main(["show-config", str(tmp_path / "c.yaml")]) == 2
+    (tmp_path / "d.yaml").write_text("model:\n  depth: 3\n")
+    assert main(["show-config", str(tmp_path / "d.yaml")]) == 0
+    assert "depth: 3" in capsys.readouterr().out
+
+
+def test_train_then_sample_in_process(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "default", *TINY, "train.steps=10", "--out", str(run), "--no-progress"]) == 0
+    assert (run / "model" / "model.safetensors").is_file()
+    assert main(["train", "default", *TINY, "train.steps=10", "--out", str(run), "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    out = tmp_path / "samples"
+    assert main(["sample", str(run / "model"), "--length", "10", "--batch", "2", "--context", "3",
+                 "--scheduling", "autoregressive", "--out", str(out)]) == 0
+    assert (out / "samples.safetensors").is_file() and (out / "samples.png").stat().st_size > 0
+
+
+def test_shipped_presets_load():
+    from pathlib import Path
+
+    from dforce.config import load_config
+
+    presets = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert presets, "configs/ should hold presets"
+    for preset in presets:
+        load_config(preset)

@@ -50,8 +50,11 @@ def test_bad_yaml_file(tmp_path, capsys):
 
 def test_train_then_sample_in_process(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "default", *TINY, "train.steps=10", "--out", str(run), "--no-progress"]) == 0
+    assert main(["train", "default", *TINY, "train.steps=10", "train.eval_every=5", "--out", str(run),
+                 "--no-progress"]) == 0
     assert (run / "model" / "model.safetensors").is_file()
+    evals = [line for line in (run / "metrics.jsonl").read_text().splitlines() if "eval/" in line]
+    assert len(evals) == 2 and '"eval/finite": true' in evals[0]
     assert main(["train", "default", *TINY, "train.steps=10", "--out", str(run), "--no-progress"]) == 2
     assert "--resume" in capsys.readouterr().err
     out = tmp_path / "samples"

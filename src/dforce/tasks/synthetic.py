@@ -39,10 +39,26 @@ def build_model(cfg: RunConfig, data: Sequences) -> DiffusionForcingModel:
 
 
 def train_run(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> DiffusionForcingModel:
-    """Generate the configured dataset and train on it; returns the EMA model (saved in run_dir/model)."""
+    """Generate the configured dataset and train on it; returns the EMA model (saved in run_dir/model).
+
+    Every ``train.eval_every`` steps the EMA model rolls out 4x the training length
+    from held-out contexts and :func:`rollout_stats` is logged.
+    """
     data = training_data(cfg.data)
     log.info("training on %s: %d sequences of %d tokens %s", cfg.data.name, len(data), cfg.data.length, data.token_shape)
-    return train(build_model(cfg, data), data, cfg.train, run_dir, resume=resume, progress=progress)
+    return train(build_model(cfg, data), data, cfg.train, run_dir, resume=resume, progress=progress,
+                 evaluate=periodic_rollout(cfg.data))
+
+
+def periodic_rollout(cfg: DataConfig, context: int = 4, multiple: int = 4, batch: int = 8):
+    """An evaluation callback: held-out rollout statistics of a model at a training step."""
+    real = held_out(cfg, batch, context + multiple * cfg.length)
+
+    def evaluate(model: DiffusionForcingModel, step: int) -> dict[str, float]:
+        generated = model.rollout(multiple * cfg.length, real[:, :context].to(model.device),
+                                  generator=torch.Generator(model.device).manual_seed(step))
+        return rollout_stats(generated.cpu(), real[:, context:], cfg.length)
+    return evaluate
 
 
 def rollout_stats(generated: Tensor, real: Tensor, train_length: int) -> dict[str, float]:

@@ -81,7 +81,7 @@ class DataConfig:
 class TrainConfig:
     """Optimisation, logging and checkpointing."""
 
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0

@@ -54,8 +54,8 @@ class CostGuidance:
         grad = torch.zeros_like(x)
         first = None
         for i in range(self.samples):
-            x_i = leaf if i == 0 else torch.where(redraw, _randn_like(x, generator), leaf)
-            with torch.enable_grad():
+            with torch.enable_grad():  # callers usually sample under no_grad
+                x_i = leaf if i == 0 else torch.where(redraw, _randn_like(x, generator), leaf)
                 x0_hat = denoise(x_i)
                 cost = self.cost(x0_hat)
                 if cost.shape != x.shape[:1]:

@@ -72,3 +72,17 @@ def test_shipped_presets_load():
     assert presets, "configs/ should hold presets"
     for preset in presets:
         load_config(preset)
+
+
+def test_demo_end_to_end_with_few_steps(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--steps", "20", "--no-progress", "--results", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    for name in ("schedules.png", "rollout_stabilized.png", "rollout_no_stabilization.png", "loss.png"):
+        assert (out / name).stat().st_size > 0 and name in printed
+    summary = json.loads((tmp_path / "r.json").read_text())
+    assert summary["metrics"]["rollout"]["stabilized"]["finite"] is True
+    assert summary["rollout_length"] == 10 * summary["training_length"]
+    assert summary["command"].startswith("dforce demo") and summary["git_commit"]

@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, default=Path("outputs/demo"))
     d.add_argument("--steps", type=int, default=None, help="training steps (default: the embedded config's)")
     d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--results", type=Path, help="also write the summary JSON here (e.g. results/demo/oscillators.json)")
     return p
 
 
@@ -108,7 +109,7 @@ def cmd_show_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .tasks.demo import run_demo
 
-    for path in run_demo(args.out, steps=args.steps, progress=not args.no_progress):
+    for path in run_demo(args.out, steps=args.steps, progress=not args.no_progress, results=args.results):
         print(path)
     print(f"demo outputs are in {args.out}/ (open rollout_stabilized.png first)")
     return 0

@@ -24,8 +24,11 @@ ROLLOUT_MULTIPLE = 10
 SEED = 0
 
 
-def run_demo(out: Path, steps: int | None = None, progress: bool = True) -> list[Path]:
-    """Train the embedded default config and write the demo pictures; returns the files written."""
+def run_demo(out: Path, steps: int | None = None, progress: bool = True, results: Path | None = None) -> list[Path]:
+    """Train the embedded default config and write the demo pictures; returns the files written.
+
+    ``results``: a second path for the summary JSON (to keep it with the project's results).
+    """
     out = Path(out)
     cfg = load_config(None, [f"train.steps={steps}"] if steps else [])
     run_dir = out / "run"
@@ -56,9 +59,11 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True) -> list
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "loss" in r]
     files.append(plot_loss([r["step"] for r in rows], [r["loss"] for r in rows], out / "loss.png"))
-    files.append(write_result(
-        out / "summary.json", {"rollout": stats, "final_loss": rows[-1]["loss"]},
-        wall_time_s=train_s + sample_s, seeds={"data": cfg.data.seed, "train": cfg.train.seed, "sample": SEED},
-        train_time_s=round(train_s, 1), rollout_length=length, context=CONTEXT, model_dir=str(run_dir / "model"),
-    ))
+    for path in [out / "summary.json"] + ([results] if results else []):
+        files.append(write_result(
+            path, {"rollout": stats, "final_loss": rows[-1]["loss"]},
+            wall_time_s=train_s + sample_s, seeds={"data": cfg.data.seed, "train": cfg.train.seed, "sample": SEED},
+            train_time_s=round(train_s, 1), sample_time_s=round(sample_s, 1), train_steps=cfg.train.steps,
+            rollout_length=length, training_length=cfg.data.length, context=CONTEXT,
+        ))
     return [Path(f) for f in files]

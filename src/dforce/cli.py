@@ -109,7 +109,8 @@ def cmd_show_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .tasks.demo import run_demo
 
-    for path in run_demo(args.out, steps=args.steps, progress=not args.no_progress, results=args.results):
+    for path in run_demo(args.out, steps=args.steps, progress=not args.no_progress, results=args.results,
+                         command=args.command_line):
         print(path)
     print(f"demo outputs are in {args.out}/ (open rollout_stabilized.png first)")
     return 0
@@ -121,7 +122,9 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "schedule": cmd_schedule,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (0 ok, 1 training diverged, 2 bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.command_line = ["dforce", *argv]  # recorded in results files
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from .train import TrainingDiverged

@@ -24,7 +24,8 @@ ROLLOUT_MULTIPLE = 10
 SEED = 0
 
 
-def run_demo(out: Path, steps: int | None = None, progress: bool = True, results: Path | None = None) -> list[Path]:
+def run_demo(out: Path, steps: int | None = None, progress: bool = True, results: Path | None = None,
+             command: list[str] | None = None) -> list[Path]:
     """Train the embedded default config and write the demo pictures; returns the files written.
 
     ``results``: a second path for the summary JSON (to keep it with the project's results).
@@ -64,6 +65,6 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
             path, {"rollout": stats, "final_loss": rows[-1]["loss"]},
             wall_time_s=train_s + sample_s, seeds={"data": cfg.data.seed, "train": cfg.train.seed, "sample": SEED},
             train_time_s=round(train_s, 1), sample_time_s=round(sample_s, 1), train_steps=cfg.train.steps,
-            rollout_length=length, training_length=cfg.data.length, context=CONTEXT,
+            rollout_length=length, training_length=cfg.data.length, context=CONTEXT, command=command,
         ))
     return [Path(f) for f in files]

@@ -137,3 +137,13 @@ def test_model_rollout_accepts_guidance_under_no_grad():
     run = (lambda g: model.rollout(4, data.x[:4, :3], guidance=g, generator=torch.Generator().manual_seed(0)))
     plain, guided = run(None), run(MonteCarloGuidance(cost, 1.0, samples=2))
     assert cost(model.normalizer.normalize(guided)).mean() < cost(model.normalizer.normalize(plain)).mean()
+
+
+@pytest.mark.parametrize("preset", ["oscillators_transformer.yaml", "cross.yaml"])
+def test_presets_train_a_few_steps(tmp_path, preset):
+    """Each shipped preset builds, trains and samples (at a tiny size)."""
+    cfg = load_config(ROOT / "configs" / preset, TINY + ["train.steps=6", "train.checkpoint_every=3", "model.heads=2"])
+    data = training_data(cfg.data)
+    model = train(build_model(cfg, data), data, cfg.train, tmp_path, progress=False)
+    out = model.rollout(5, data.x[:2, :2], generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 5, 2) and torch.isfinite(out).all()

@@ -7,7 +7,14 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from dforce.diffusion import NoiseSchedule, ddim_step, ddpm_step, prediction_from, x0_eps_from
 from dforce.diffusion.parameterization import eps_from_x0, x0_from
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """float64 by default inside this module only (a global set at import leaked into later tests)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
 
 
 def test_alphas_cumprod_match_diffusers_families():

@@ -22,7 +22,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "diffusion.forcing": ("independent", "full_sequence", "teacher_forcing"),
     "sampling.scheduling": ("full_sequence", "autoregressive", "pyramid", "trapezoid"),
     "sampling.step": ("ddim", "ddpm"),
-    "data.name": ("oscillators", "cross"),
+    "data.name": ("oscillators", "cross", "linear_gaussian"),
     "train.device": ("auto", "cpu", "cuda"),
 }
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .linear_gaussian import linear_gaussian
+
 MU_RANGE = (0.5, 2.0)   # Van der Pol damping, one per sequence; the model must infer it
 BURN_IN = 50.0          # time units to reach the limit cycle (contraction ~exp(-mu t))
 SUBSTEPS = 4            # RK4 substeps per observation step dt
@@ -96,7 +98,9 @@ def cross(n: int, length: int, seed: int = 0, noise: float = 0.01) -> Tensor:
     return (path + noise * torch.randn(n, length, 2, generator=g)).float()
 
 
-GENERATORS: dict[str, Callable[..., Tensor]] = {"oscillators": oscillators, "cross": cross}
+GENERATORS: dict[str, Callable[..., Tensor]] = {
+    "oscillators": oscillators, "cross": cross, "linear_gaussian": linear_gaussian,
+}
 
 
 def generate(name: str, n: int, length: int, seed: int = 0, noise: float | None = None) -> Tensor:

@@ -14,6 +14,7 @@ class Process:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owns_group: bool = False   # True when setup() started the process group (and so ends it)
 
     @property
     def main(self) -> bool:
@@ -38,11 +39,12 @@ def setup(device_name: str) -> tuple[Process, torch.device]:
         return Process(), resolve_device(device_name)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    return Process(rank, world, local_rank), device
+    return Process(rank, world, local_rank, owns_group), device
 
 
 def mean_across(value: torch.Tensor, proc: Process) -> torch.Tensor:
@@ -59,6 +61,7 @@ def barrier(proc: Process) -> None:
         dist.barrier()
 
 
-def teardown() -> None:
-    if dist.is_initialized():
+def teardown(proc: Process) -> None:
+    """End the process group if this process's setup() started it."""
+    if proc.owns_group and dist.is_initialized():
         dist.destroy_process_group()

@@ -100,13 +100,13 @@ def train(
     logger = MetricsLogger(run_dir, cfg.tensorboard, resume_from=start if found else None) if proc.main else None
     autocast = (torch.autocast("cuda", torch.bfloat16) if cfg.bf16 and device.type == "cuda" else nullcontext())
     bar = _progress(start, cfg.steps, progress and proc.main)
-    tic, last_saved = time.time(), start if found else None
+    tic = time.time()
     try:
         for step in range(start, cfg.steps):
             loss = _train_step(model, net, opt, data, order(step), step, cfg, proc, device, autocast)
-            if not math.isfinite(loss):
-                where = f"the last good checkpoint {checkpoint.latest(run_dir)} is untouched" if last_saved is not None \
-                    else "no checkpoint was written"
+            if not math.isfinite(loss):  # checkpoints are only ever written after finite steps
+                good = checkpoint.latest(run_dir)
+                where = f"the last good checkpoint {good} is untouched" if good else "no checkpoint was written"
                 raise TrainingDiverged(f"loss became {loss} at step {step + 1}; stopping ({where})")
             ema.update(model, step)
             done = step + 1
@@ -120,7 +120,6 @@ def train(
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 if proc.main:
                     checkpoint.save(run_dir, done, model, ema.model, opt, cfg.keep_checkpoints)
-                last_saved = done
                 distributed.barrier(proc)
         if proc.main:
             ema.model.save_pretrained(run_dir / "model")
@@ -128,6 +127,7 @@ def train(
         bar.close()
         if logger:
             logger.close()
+        distributed.teardown(proc)
     return ema.model
 
 

@@ -6,8 +6,11 @@ ablations every domain compares against share the same loss:
 * ``independent``: k_t ~ U{1..K} for every token (Diffusion Forcing);
 * ``full_sequence``: one k ~ U{1..K} shared by all tokens of a sequence (causal
   full-sequence diffusion);
-* ``teacher_forcing``: the past is clean (k = 0) and only the last real token is
-  noised (next-token diffusion trained on ground-truth context).
+* ``teacher_forcing``: one real token per sequence, at a uniformly drawn position, is
+  noised and every other token is clean (next-token diffusion trained on ground-truth
+  context). Tokens after the noised one are clean and carry no loss; the causal network
+  never lets them reach it, so each sequence is a teacher-forced window cut at a random
+  length and every position gets trained.
 
 Padding tokens (``mask`` False) are set to pure noise at level K and left out of the loss.
 """
@@ -38,7 +41,7 @@ def training_levels(
     """Draw training noise levels (B, T) int64 in [0, K]; padding (mask False) gets K.
 
     mask: (B, T) bool, True = real token. For ``teacher_forcing`` the noised token is
-    the last real one of each sequence.
+    drawn uniformly among the real tokens of each sequence.
     """
     def uniform(*shape: int) -> Tensor:
         return torch.randint(1, levels + 1, shape, generator=generator, device=device)
@@ -49,9 +52,10 @@ def training_levels(
         case "full_sequence":
             k = uniform(batch, 1).expand(batch, horizon).clone()
         case "teacher_forcing":
-            last = horizon - 1 if mask is None else mask.long().cumsum(1).argmax(1)     # (B,) last real index
+            real = torch.ones(batch, horizon, device=device) if mask is None else mask.float()
+            position = torch.multinomial(real, 1, generator=generator).squeeze(1)          # (B,)
             k = torch.zeros(batch, horizon, dtype=torch.long, device=device)
-            k[torch.arange(batch, device=device), last] = uniform(batch)
+            k[torch.arange(batch, device=device), position] = uniform(batch)
         case _:
             raise ValueError(f"forcing must be one of {get_args(Forcing)}, got {forcing!r}")
     if mask is not None:

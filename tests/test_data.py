@@ -141,3 +141,18 @@ def test_plots_write_pngs(tmp_path):
     _png(plot_rollout(gen, real, tmp_path / "a" / "rollout.png", context=8, train_length=16, title="t"))
     levels = torch.arange(4)[:, None].expand(4, 5).flip(0)
     _png(plot_schedules({"full": levels, "pyramid": levels}, tmp_path / "sched.png"))
+
+
+def test_random_windows_are_seeded_contiguous_crops():
+    import torch
+
+    from dforce.data.sequences import random_windows
+
+    x = torch.arange(5 * 10, dtype=torch.float32).reshape(5, 10, 1)
+    a = random_windows(x, 4, torch.Generator().manual_seed(0))
+    b = random_windows(x, 4, torch.Generator().manual_seed(0))
+    assert a.shape == (5, 4, 1) and torch.equal(a, b)
+    steps = a[:, 1:, 0] - a[:, :-1, 0]
+    assert (steps == 1).all() and ((a[:, 0, 0] % 10) <= 6).all()
+    with pytest.raises(ValueError, match="window"):
+        random_windows(x, 11)

@@ -145,3 +145,16 @@ def test_ddpm_step_finite_from_zero_terminal_snr():
     kf, kt = torch.full((1, 1), 10), torch.full((1, 1), 5)
     out = ddpm_step(x_k, x0, sched.alpha_bar(kf, x0), sched.alpha_bar(kt, x0), z)
     assert torch.isfinite(out).all()
+
+
+def test_log_snr_schedule_is_linear_in_log_snr_from_clean():
+    K = 50
+    sched = NoiseSchedule.make(K, "log_snr")
+    ac = sched.alphas_cumprod
+    assert ac[0] == 1 and (ac[1:] < ac[:-1]).all()
+    log_snr = torch.log(sched.snr(torch.arange(1, K + 1)))
+    torch.testing.assert_close(log_snr, torch.linspace(8.0, -8.0, K, dtype=torch.float64), rtol=0, atol=1e-9)
+    custom = NoiseSchedule.make(10, "log_snr", hi=4.0, lo=-2.0)
+    torch.testing.assert_close(torch.log(custom.snr(torch.tensor([1, 10]))), torch.tensor([4.0, -2.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="hi > lo"):
+        NoiseSchedule.make(10, "log_snr", hi=-1.0, lo=1.0)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
 from typing import Sequence
 
 log = logging.getLogger("dforce")
+
+# `dforce eval NAME`: each module offers add_arguments(parser) and run(args) -> list[Path].
+EVALS = {
+    "likelihood": ("dforce.tasks.likelihood", "ELBO of DF / teacher-forcing / full-sequence models vs the exact log-likelihood"),
+    "compositional": ("dforce.tasks.compositional", "memory vs memoryless MPC sampling on the cross dataset (stitching)"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("show-config", help="print the resolved configuration")
     c.add_argument("config", nargs="?", default="default")
     c.add_argument("overrides", nargs="*")
+
+    e = sub.add_parser("eval", help="run an evaluation and write results/<task>/*.json")
+    tasks = e.add_subparsers(dest="task", required=True, metavar="TASK")
+    for name, (module, summary) in EVALS.items():
+        importlib.import_module(module).add_arguments(tasks.add_parser(name, help=summary, description=summary))
 
     d = sub.add_parser("demo", help="train a small model on synthetic oscillators and write plots to outputs/demo")
     d.add_argument("--out", type=Path, default=Path("outputs/demo"))
@@ -116,7 +128,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "schedule": cmd_schedule,
+def cmd_eval(args: argparse.Namespace) -> int:
+    for path in importlib.import_module(EVALS[args.task][0]).run(args):
+        print(path)
+    return 0
+
+
+COMMANDS = {"eval": cmd_eval, "train": cmd_train, "sample": cmd_sample, "schedule": cmd_schedule,
             "show-config": cmd_show_config, "demo": cmd_demo}
 
 

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.backbone": ("rnn", "transformer", "frames"),
-    "diffusion.beta_schedule": ("linear", "cosine", "sigmoid"),
+    "diffusion.beta_schedule": ("linear", "cosine", "sigmoid", "log_snr"),
     "diffusion.target": ("eps", "x0", "v"),
     "diffusion.weighting": ("uniform", "min_snr", "fused_snr"),
     "diffusion.forcing": ("independent", "full_sequence", "teacher_forcing"),
@@ -73,6 +73,7 @@ class DataConfig:
     name: str = "oscillators"
     sequences: int = 4096
     length: int = 32
+    window: Optional[int] = None        # train on one random crop of this many tokens per sequence
     noise: Optional[float] = None       # None: the generator's default
     seed: int = 0
 
@@ -143,6 +144,8 @@ def check(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"sampling.stabilization={cfg.sampling.stabilization} exceeds diffusion.levels={cfg.diffusion.levels}")
     if cfg.data.length < 2:
         raise ValueError(f"data.length={cfg.data.length} must be >= 2")
+    if cfg.data.window is not None and not 2 <= cfg.data.window <= cfg.data.length:
+        raise ValueError(f"data.window={cfg.data.window} must lie in [2, data.length={cfg.data.length}]")
     return cfg
 
 

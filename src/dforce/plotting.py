@@ -17,6 +17,7 @@ from torch import Tensor
 MAX_FEATURES = 4     # rows of feature-vs-time panels in a rollout plot
 MAX_SEQUENCES = 3    # sequences drawn per rollout panel
 MAX_SAMPLES = 64     # trajectories drawn by plot_samples
+GAP_LINEAR_RANGE = 0.2  # nats/dim: likelihood-gap axes are linear within +-this, logarithmic beyond
 
 
 def _pyplot() -> Any:
@@ -191,4 +192,81 @@ def plot_loss(steps: list[int], losses: list[float], path: str | os.PathLike) ->
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_labelled_panels(panels: dict[str, tuple[Tensor, Tensor]], names: list[str], path: str | os.PathLike,
+                         colors: list[str] | None = None, title: str | None = None) -> Path:
+    """Side-by-side 2-D trajectory panels coloured by class.
+
+    panels: title -> (samples (B, T, D>=2), labels (B,) ints indexing ``names``); up to
+    64 trajectories per panel are drawn, dot = start. The legend gives each class's share
+    of *all* B samples of the panel.
+    """
+    if not panels:
+        raise ValueError("plot_labelled_panels needs at least one panel")
+    colors = colors or [f"C{i}" for i in range(len(names))]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.8), squeeze=False, layout="constrained")
+    for ax, (panel_title, (samples, labels)) in zip(axes[0], panels.items()):
+        _check_dims("samples", samples, 3)
+        xs, ls = _np(samples[:MAX_SAMPLES]), labels[:MAX_SAMPLES].tolist()
+        for seq, lab in zip(xs, ls):
+            ax.plot(seq[:, 0], seq[:, 1], color=colors[lab], lw=0.8, alpha=0.6)
+            ax.plot(seq[0, 0], seq[0, 1], "o", color=colors[lab], ms=2.5)
+        for i, name in enumerate(names):
+            share = float((labels == i).float().mean())
+            ax.plot([], [], color=colors[i], label=f"{name} {share:.0%}")
+        ax.set_aspect("equal")
+        ax.set_xlim(-1.4, 1.4)
+        ax.set_ylim(-1.4, 1.4)
+        ax.set_title(panel_title, fontsize=10)
+        ax.legend(loc="upper center", fontsize=8, ncol=len(names), frameon=False, bbox_to_anchor=(0.5, -0.06))
+    if title:
+        axes[0][0].text(0.0, 1.09, title, transform=axes[0][0].transAxes, fontsize=9, va="bottom")
+    return _save(fig, path)
+
+
+
+def plot_likelihood(
+    lengths: list[int],
+    exact: list[float],
+    bounds: dict[str, tuple[list[float], list[float]]],
+    gaps: dict[str, tuple[list[float], list[float]]],
+    token_gaps: dict[str, tuple[list[float], list[float]]],
+    path: str | os.PathLike,
+    title: str | None = None,
+) -> Path:
+    """Three panels, all in nats/dim: ELBO vs subsequence length per model with the exact
+    log-likelihood as a line; the gap (exact - ELBO) vs length; the per-token gap given the
+    clean past.
+
+    lengths: the L values; exact: exact log-likelihood per L; bounds / gaps: model name ->
+    (value per L, standard error per L); token_gaps: model name -> (gap per token, s.e.).
+    """
+    plt = _pyplot()
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
+    left.plot(lengths, exact, "k-", lw=2, label="exact log p")
+    for name, (value, se) in bounds.items():
+        left.errorbar(lengths, value, yerr=se, marker="o", ms=4, capsize=3, label=f"ELBO {name}")
+    left.set(ylabel="nats / dim (data units)", title="ELBO of the first L tokens (fresh state)")
+    for name, (value, se) in gaps.items():
+        middle.errorbar(lengths, value, yerr=se, marker="o", ms=4, capsize=3, label=name)
+    middle.set(ylabel="exact - ELBO, nats / dim", title="gap (error bars: s.e. over sequences)")
+    for ax in (left, middle):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(lengths, [str(n) for n in lengths])
+        ax.set_xlabel("subsequence length L")
+    for name, (value, se) in token_gaps.items():
+        right.errorbar(range(1, len(value) + 1), value, yerr=se, marker="o", ms=3, capsize=2, label=name)
+    right.set(xlabel="token t", ylabel="exact - ELBO, nats / dim", title="per-token gap given the clean past x_<t")
+    for ax in (middle, right):
+        ax.axhline(0, color="k", lw=1)
+        ax.set_yscale("symlog", linthresh=GAP_LINEAR_RANGE)   # small gaps linear, a loose model's on a log scale
+    for ax in (left, middle, right):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, path)

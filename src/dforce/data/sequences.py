@@ -8,6 +8,19 @@ import torch
 from torch import Tensor
 
 
+def random_windows(x: Tensor, window: int, generator: torch.Generator | None = None) -> Tensor:
+    """One random crop of ``window`` consecutive tokens per sequence: (N, T, *D) -> (N, window, *D).
+
+    Training on crops teaches a model that a sequence may start anywhere, not only
+    where the generated sequences start.
+    """
+    N, T = x.shape[:2]
+    if not 1 <= window <= T:
+        raise ValueError(f"window must lie in [1, {T}], got {window}")
+    offset = torch.randint(0, T - window + 1, (N,), generator=generator)
+    return x[torch.arange(N)[:, None], offset[:, None] + torch.arange(window)]
+
+
 @dataclass(frozen=True)
 class Sequences(torch.utils.data.Dataset):
     """x: (N, T, *D) tokens; cond: (N, T, C) or None; mask: (N, T) bool (True = real) or None."""

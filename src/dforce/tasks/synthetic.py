@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..config import DataConfig, RunConfig
-from ..data.sequences import Sequences
+from ..data.sequences import Sequences, random_windows
 from ..data.synthetic import generate
 from ..pipeline import DiffusionForcingModel
 from ..train import train
@@ -23,7 +23,11 @@ HELD_OUT_SEED_OFFSET = 1_000  # held-out sequences come from a seed the training
 
 
 def training_data(cfg: DataConfig) -> Sequences:
-    return Sequences(generate(cfg.name, cfg.sequences, cfg.length, cfg.seed, cfg.noise))
+    """The configured dataset; with ``data.window``, one seeded random crop per sequence."""
+    x = generate(cfg.name, cfg.sequences, cfg.length, cfg.seed, cfg.noise)
+    if cfg.window is not None:
+        x = random_windows(x, cfg.window, torch.Generator().manual_seed(cfg.seed))
+    return Sequences(x)
 
 
 def held_out(cfg: DataConfig, n: int, length: int) -> Tensor:

@@ -17,7 +17,7 @@ from torch import Tensor
 MAX_FEATURES = 4     # rows of feature-vs-time panels in a rollout plot
 MAX_SEQUENCES = 3    # sequences drawn per rollout panel
 MAX_SAMPLES = 64     # trajectories drawn by plot_samples
-GAP_LINEAR_RANGE = 0.2  # nats/dim: likelihood-gap axes are linear within +-this, logarithmic beyond
+GAP_LINEAR_RANGE = 0.2  # nats/dim: gap axes turn logarithmic beyond +-this when some gap exceeds it
 
 
 def _pyplot() -> Any:
@@ -260,9 +260,11 @@ def plot_likelihood(
     for name, (value, se) in token_gaps.items():
         right.errorbar(range(1, len(value) + 1), value, yerr=se, marker="o", ms=3, capsize=2, label=name)
     right.set(xlabel="token t", ylabel="exact - ELBO, nats / dim", title="per-token gap given the clean past x_<t")
+    widest = max(abs(v) for series in (*gaps.values(), *token_gaps.values()) for v in series[0])
     for ax in (middle, right):
         ax.axhline(0, color="k", lw=1)
-        ax.set_yscale("symlog", linthresh=GAP_LINEAR_RANGE)   # small gaps linear, a loose model's on a log scale
+        if widest > GAP_LINEAR_RANGE:  # a loose model would flatten the others: small gaps linear, large ones log
+            ax.set_yscale("symlog", linthresh=GAP_LINEAR_RANGE)
     for ax in (left, middle, right):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

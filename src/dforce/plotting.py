@@ -17,7 +17,7 @@ from torch import Tensor
 MAX_FEATURES = 4     # rows of feature-vs-time panels in a rollout plot
 MAX_SEQUENCES = 3    # sequences drawn per rollout panel
 MAX_SAMPLES = 64     # trajectories drawn by plot_samples
-GAP_LINEAR_RANGE = 0.2  # nats/dim: gap axes turn logarithmic beyond +-this when some gap exceeds it
+GAP_LINEAR_RANGE = 0.5  # nats/dim: gap axes turn logarithmic beyond +-this when some gap exceeds it
 
 
 def _pyplot() -> Any:

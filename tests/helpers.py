@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Real datasets that cannot be downloaded here live beside the checkout (../shared/data);
+# DFORCE_TEST_DATA points elsewhere.
+DATA = Path(os.environ.get("DFORCE_TEST_DATA", ROOT.parent / "shared" / "data"))
 
 TINY = [
     "model.width=16", "model.depth=1", "diffusion.levels=100", "data.sequences=64", "data.length=8",

@@ -10,8 +10,9 @@ pytest.importorskip("gluonts")
 pd = pytest.importorskip("pandas")
 
 from dforce.data import timeseries as ts  # noqa: E402
+from helpers import DATA  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "timeseries"  # tests -> main -> work
+SHARED = DATA / "timeseries"
 EXCHANGE = SHARED / "exchange_rate_nips.tar.gz"
 ETTH1 = SHARED / "ETTh1.csv"
 pytestmark = pytest.mark.filterwarnings("ignore:Using `json`-module:UserWarning")

@@ -1,7 +1,5 @@
 """Time-series data layer: GluonTS/ETT loading, train-only statistics, causal covariates, windows."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch

@@ -59,6 +59,7 @@ import torch
 from torch import Tensor
 
 from .parameterization import Target, x0_from
+from .sampler import require_streaming
 from .schedule import NoiseSchedule
 
 Proposal = Literal["uniform", "snr"]
@@ -112,12 +113,6 @@ def proposal_probs(schedule: NoiseSchedule, proposal: Proposal) -> Tensor:
     return p
 
 
-def _require_streaming(model: Any) -> None:
-    missing = [m for m in ("init_state", "forward_chunk", "append") if not hasattr(model, m)]
-    if missing:
-        raise TypeError(f"model lacks {missing} of the streaming protocol; wrap it in dforce.models.Recompute")
-
-
 def elbo(
     model: Any,
     schedule: NoiseSchedule,
@@ -143,7 +138,7 @@ def elbo(
     ``[:, i:j].sum(1)`` bounds x_{i:j} given its clean past x_{<i}. Gradients flow
     through the model; call it under ``torch.no_grad()`` to evaluate.
     """
-    _require_streaming(model)
+    require_streaming(model)
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
     if x0.ndim < 3:

@@ -49,7 +49,8 @@ def ddpm_step(x_k: Tensor, x0: Tensor, ac_from: Tensor, ac_to: Tensor, noise: Te
     return (mean + var.clamp(min=0).sqrt() * noise).to(x0.dtype)
 
 
-def _require_streaming(model: Any) -> None:
+def require_streaming(model: Any) -> None:
+    """Raise TypeError unless ``model`` offers init_state, forward_chunk and append."""
     missing = [m for m in ("init_state", "forward_chunk", "append") if not hasattr(model, m)]
     if missing:
         raise TypeError(f"model lacks {missing} of the streaming protocol; wrap it in dforce.models.Recompute")
@@ -180,7 +181,7 @@ def rollout(
     which is teacher-forcing-style feedback). ``chunk_kwargs`` go to :func:`denoise_chunk`
     (target, step, eta, guidance, inpaint). Returns (B, length, *D).
     """
-    _require_streaming(model)
+    require_streaming(model)
     if length < 1:
         raise ValueError(f"length must be >= 1, got {length}")
     if not 0 <= stabilization <= schedule.levels:

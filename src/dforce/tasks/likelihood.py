@@ -5,8 +5,9 @@ presets ``configs/likelihood_{df,tf,fs}.yaml``) are scored on held-out sequences
 from the same process with a seed the training set never uses
 (:func:`dforce.tasks.synthetic.held_out`). For each model and each length L:
 
-* ``elbo``: the Monte Carlo ELBO of the first L tokens on their own (a fresh state),
-  :func:`dforce.diffusion.likelihood.subsequence_elbo`;
+* ``elbo``: the Monte Carlo ELBO of the first L tokens on their own: the sum of the
+  per-token bounds of :func:`dforce.diffusion.likelihood.elbo`, which start from a fresh
+  state, over the first L tokens;
 * ``exact``: the exact log p(x_1..x_L), the sum of the exact per-token conditionals;
 * ``gap`` = exact - elbo (>= 0 up to Monte Carlo error) with its standard error over
   sequences (which includes the Monte Carlo noise of each sequence's estimate);
@@ -30,7 +31,7 @@ from torch import Tensor
 
 from ..config import DataConfig
 from ..data.linear_gaussian import LinearGaussian
-from ..diffusion.likelihood import elbo, subsequence_elbo
+from ..diffusion.likelihood import elbo
 from ..pipeline import DiffusionForcingModel
 from ..results import write_result
 from .synthetic import HELD_OUT_SEED_OFFSET, held_out
@@ -135,22 +136,6 @@ def log_jacobian(model: DiffusionForcingModel) -> float:
 
 
 @torch.no_grad()
-def prefix_bounds(model: DiffusionForcingModel, x: Tensor, lengths: list[int], draws: int, proposal: str,
-                  generator: torch.Generator) -> dict[int, Tensor]:
-    """{L: (n,) float64 ELBO of x[:, :L] on its own, nats in data units} for raw x (n, T, D)."""
-    z = model.normalizer.normalize(x)
-    jac = log_jacobian(model)
-    out: dict[int, Tensor] = {}
-    for L in lengths:
-        parts = [subsequence_elbo(model.backbone, model.schedule, z[i : i + BATCH], 0, L,
-                                  target=model.diffusion_cfg.target, draws=draws, proposal=proposal,
-                                  generator=generator)
-                 for i in range(0, len(z), BATCH)]
-        out[L] = torch.cat(parts) - L * jac
-    return out
-
-
-@torch.no_grad()
 def token_bounds(model: DiffusionForcingModel, x: Tensor, draws: int, proposal: str,
                  generator: torch.Generator) -> Tensor:
     """(n, T) float64 bounds on log p(x_t | x_<t) with the clean past as context, nats in data units."""
@@ -205,10 +190,9 @@ def evaluate(models: dict[str, DiffusionForcingModel], x: Tensor, lengths: list[
     }
     for i, (name, model) in enumerate(models.items()):
         g = torch.Generator().manual_seed(seed * 1_000 + i)
-        prefix = prefix_bounds(model, x, lengths, draws, proposal, g)
-        tokens = token_bounds(model, x, draws, proposal, g)
+        tokens = token_bounds(model, x, draws, proposal, g)           # (n, T); prefixes sum it
         metrics["models"][name] = {
-            "by_length": [{"length": L, **score(prefix[L], exact[L], L * D)} for L in lengths],
+            "by_length": [{"length": L, **score(tokens[:, :L].sum(1), exact[L], L * D)} for L in lengths],
             "per_token": [{"token": t + 1, **score(tokens[:, t], exact_tokens[:, t], D)} for t in range(x.shape[1])],
             "whole_sequence_given_past": score(tokens.sum(1), exact_tokens.sum(1), x.shape[1] * D),
         }

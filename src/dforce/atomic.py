@@ -50,7 +50,7 @@ def write_text(path: str | Path, text: str) -> None:
 def new_directory(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory to fill; on success it replaces ``path``.
 
-    Files written inside are fsynced before the rename. An existing ``path`` is moved
+    Everything written inside (subdirectories too) is fsynced before the rename. An existing ``path`` is moved
     aside first and removed after, so an interrupted replace leaves ``path.old``
     (which :func:`recover` puts back), never a half-written ``path``.
     """
@@ -59,9 +59,12 @@ def new_directory(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
         yield tmp
-        for item in tmp.iterdir():
-            with open(item, "rb") as f:
-                os.fsync(f.fileno())
+        for item in sorted(tmp.rglob("*"), reverse=True):   # files before the directories holding them
+            if item.is_dir():
+                fsync_dir(item)
+            else:
+                with open(item, "rb") as f:
+                    os.fsync(f.fileno())
         fsync_dir(tmp)
         old = path.with_name(path.name + ".old")
         if path.exists():

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tarfile
-import tempfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import atomic
 from .normalizer import STD_FLOOR
 
 
@@ -115,23 +114,16 @@ def load_gluonts(name_or_path: str | Path, cache_dir: str | Path | None = None) 
 
 
 def _extract_copy(archive: Path, dest: Path) -> Path:
-    """Extract ``archive`` into ``dest`` (via a temp dir, then rename) unless already done.
+    """Extract ``archive`` into ``dest`` (atomically: built aside, then renamed) unless already done.
 
     The archive is opened read-only and never moved or deleted (GluonTS's own downloader
     deletes the archives it extracts, which is why we do not hand it ours).
     """
     if (dest / ".complete").exists():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(tmp, filter="data")
+    with atomic.new_directory(dest) as tmp, tarfile.open(archive, "r:*") as tar:
+        tar.extractall(tmp, filter="data")
         (tmp / ".complete").touch()
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 MAX_FEATURES = 4     # rows of feature-vs-time panels in a rollout plot
 MAX_SEQUENCES = 3    # sequences drawn per rollout panel
-MAX_SAMPLES = 64     # trajectories drawn by plot_samples
+MAX_SAMPLES = 64     # trajectories drawn per panel by plot_labelled_panels
 GAP_LINEAR_RANGE = 0.5  # nats/dim: gap axes turn logarithmic beyond +-this when some gap exceeds it
 
 
@@ -158,26 +158,6 @@ def plot_rollout(
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
-
-
-def plot_samples(samples: Tensor, path: str | os.PathLike, title: str | None = None) -> Path:
-    """2-D trajectories (feature 0 vs 1) of up to 64 samples: (B, T, D>=2); dot = start."""
-    _check_dims("samples", samples, 3)
-    if samples.shape[-1] < 2:
-        raise ValueError(f"samples need at least 2 features; got shape {tuple(samples.shape)}")
-    plt = _pyplot()
-    xs = _np(samples[:MAX_SAMPLES])
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for i, seq in enumerate(xs):
-        c = f"C{i % 10}"
-        ax.plot(seq[:, 0], seq[:, 1], color=c, lw=0.8, alpha=0.7)
-        ax.plot(seq[0, 0], seq[0, 1], "o", color=c, ms=3)
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel("feature 0")
-    ax.set_ylabel("feature 1")
-    if title:
-        ax.set_title(title)
     return _save(fig, path)
 
 

@@ -6,7 +6,6 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -112,6 +111,3 @@ def sample_run(checkpoint: Path, out: Path, *, length: int | None = None, contex
                         title=f"{length} generated tokens ({length / data_cfg.length:.0f}x training length)")
     return [out / "samples.safetensors", Path(plot)]
 
-
-def describe(model: DiffusionForcingModel) -> dict[str, Any]:
-    return {"parameters": sum(p.numel() for p in model.parameters()), **model.config_dict()}

@@ -148,3 +148,12 @@ def test_presets_train_a_few_steps(tmp_path, preset):
     model = train(build_model(cfg, data), data, cfg.train, tmp_path, progress=False)
     out = model.rollout(5, data.x[:2, :2], generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 5, 2) and torch.isfinite(out).all()
+
+
+def test_model_rollout_recompute_path_equals_streaming():
+    cfg, data, model = _tiny()
+    model.normalizer.fit(data.x)
+    model.eval()
+    run = (lambda recompute: model.rollout(9, data.x[:2, :3], recompute=recompute,
+                                           generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(run(True), run(False), rtol=1e-4, atol=1e-5)

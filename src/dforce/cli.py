@@ -15,6 +15,12 @@ log = logging.getLogger("dforce")
 EVALS = {
     "likelihood": ("dforce.tasks.likelihood", "ELBO of DF / teacher-forcing / full-sequence models vs the exact log-likelihood"),
     "compositional": ("dforce.tasks.compositional", "memory vs memoryless MPC sampling on the cross dataset (stitching)"),
+    "forecasting": ("dforce.tasks.forecast_eval", "DF vs teacher forcing, full sequence, DeepAR and naive baselines (CRPS-sum)"),
+}
+
+# `dforce data NAME`: same interface, for datasets that are generated or checked.
+DATASETS = {
+    "maze2d": ("dforce.tasks.maze2d_data", "regenerate (or load) a D4RL Maze2D random-walk dataset; --check its statistics"),
 }
 
 
@@ -42,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", type=Path, default=Path("outputs/sample"))
 
+    f = sub.add_parser("forecast", help="forecast every test window of a dataset with a trained forecaster")
+    f.add_argument("checkpoint", type=Path, help="a forecasting model directory (e.g. runs/exchange/best)")
+    f.add_argument("--dataset", help="GluonTS name, archive, directory or CSV (default: the training dataset)")
+    f.add_argument("--samples", type=int, help="sample paths per window (default: the training config's)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--plot", action="store_true", help="write a fan chart per test window")
+    f.add_argument("--out", type=Path, default=Path("outputs/forecast"))
+
     m = sub.add_parser("schedule", help="print (and plot) a scheduling matrix")
     m.add_argument("name", help="full_sequence, autoregressive, pyramid or trapezoid")
     m.add_argument("--horizon", type=int, default=8)
@@ -57,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     tasks = e.add_subparsers(dest="task", required=True, metavar="TASK")
     for name, (module, summary) in EVALS.items():
         importlib.import_module(module).add_arguments(tasks.add_parser(name, help=summary, description=summary))
+
+    g = sub.add_parser("data", help="generate or check a dataset")
+    kinds = g.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    for name, (module, summary) in DATASETS.items():
+        importlib.import_module(module).add_arguments(kinds.add_parser(name, help=summary, description=summary))
 
     d = sub.add_parser("demo", help="train a small model on synthetic oscillators and write plots to outputs/demo")
     d.add_argument("--out", type=Path, default=Path("outputs/demo"))
@@ -78,6 +97,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args.config, args.overrides)
     name = "default" if args.config == "default" else Path(args.config).stem
     out = args.out or Path("runs") / name
+    if cfg.data.name == "timeseries":
+        from .tasks.forecasting import train_forecaster
+
+        print(f"model: {train_forecaster(cfg, out, resume=args.resume, progress=not args.no_progress)}")
+        return 0
     train_run(cfg, out, resume=args.resume, progress=not args.no_progress)
     print(f"model: {out / 'model'}")
     return 0
@@ -90,6 +114,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
                        scheduling=args.scheduling, slope=args.slope, steps=args.steps, chunk=args.chunk,
                        stabilization=args.stabilization, seed=args.seed)
     for path in files:
+        print(path)
+    return 0
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from .tasks.forecast_eval import forecast_run
+
+    for path in forecast_run(args.checkpoint, args.dataset, args.out, args.samples, args.seed, args.plot,
+                             args.command_line):
         print(path)
     return 0
 
@@ -128,13 +161,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    for path in importlib.import_module(DATASETS[args.dataset][0]).run(args):
+        print(path)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     for path in importlib.import_module(EVALS[args.task][0]).run(args):
         print(path)
     return 0
 
 
-COMMANDS = {"eval": cmd_eval, "train": cmd_train, "sample": cmd_sample, "schedule": cmd_schedule,
+COMMANDS = {"eval": cmd_eval, "data": cmd_data, "train": cmd_train, "sample": cmd_sample, "forecast": cmd_forecast, "schedule": cmd_schedule,
             "show-config": cmd_show_config, "demo": cmd_demo}
 
 

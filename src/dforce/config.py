@@ -22,7 +22,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "diffusion.forcing": ("independent", "full_sequence", "teacher_forcing"),
     "sampling.scheduling": ("full_sequence", "autoregressive", "pyramid", "trapezoid"),
     "sampling.step": ("ddim", "ddpm"),
-    "data.name": ("oscillators", "cross", "linear_gaussian"),
+    "data.name": ("oscillators", "cross", "linear_gaussian", "timeseries"),
     "train.device": ("auto", "cpu", "cuda"),
 }
 
@@ -100,18 +100,35 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ForecastConfig:
+    """Probabilistic forecasting protocol, used when ``data.name`` is ``timeseries``."""
+
+    dataset: Optional[str] = None            # GluonTS name, .tar.gz archive, dataset directory or ETT CSV
+    prediction_length: Optional[int] = None  # None: the dataset's own (required for a CSV)
+    context_length: Optional[int] = None     # None: equal to the prediction length (the paper's protocol)
+    test_windows: int = 7                    # CSV only; GluonTS test sets define their own windows
+    val_windows: int = 5                     # cut from the end of the training range, for model selection
+    max_lag: int = 800                       # seasonal lags kept: GluonTS's, from the window length up to this
+    samples: int = 100                       # sample paths per test window
+    val_samples: int = 20                    # sample paths per validation window during training
+
+
+@dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
 
 
 POSITIVE = (
     "model.width", "model.depth", "model.heads", "model.window", "diffusion.levels", "diffusion.snr_gamma",
     "sampling.steps", "sampling.chunk", "data.sequences", "train.steps", "train.batch_size", "train.lr",
-    "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+    "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "forecast.prediction_length",
+    "forecast.context_length", "forecast.test_windows", "forecast.val_windows", "forecast.max_lag",
+    "forecast.samples", "forecast.val_samples",
 )
 NON_NEGATIVE = ("sampling.slope", "sampling.eta", "sampling.stabilization", "data.noise", "train.weight_decay",
                 "train.warmup", "train.grad_clip", "train.eval_every")
@@ -146,6 +163,8 @@ def check(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"data.length={cfg.data.length} must be >= 2")
     if cfg.data.window is not None and not 2 <= cfg.data.window <= cfg.data.length:
         raise ValueError(f"data.window={cfg.data.window} must lie in [2, data.length={cfg.data.length}]")
+    if cfg.data.name == "timeseries" and not cfg.forecast.dataset:
+        raise ValueError("data.name=timeseries needs forecast.dataset (a GluonTS name, archive, directory or CSV)")
     return cfg
 
 

@@ -252,3 +252,36 @@ def plot_likelihood(
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_fan(history: Any, truth: Any, samples: Any, path: str | os.PathLike, series: list[int] | None = None,
+             names: list[str] | None = None, title: str | None = None, shown_history: int = 60) -> Path:
+    """Fan charts: median and 50% / 90% intervals of sample paths against the truth.
+
+    history: (N, T) observed values; truth: (P, N) what followed; samples: (S, P, N).
+    One panel per series in ``series`` (default: the first four); the last
+    ``shown_history`` observed steps are drawn before the forecast.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    history, truth, samples = np.asarray(history), np.asarray(truth), np.asarray(samples)
+    series = list(range(min(4, history.shape[0]))) if series is None else series
+    T, P = history.shape[1], truth.shape[0]
+    past = np.arange(max(0, T - shown_history), T)
+    future = np.arange(T, T + P)
+    fig, axes = plt.subplots(len(series), 1, figsize=(8, 2.2 * len(series)), squeeze=False, sharex=True)
+    for ax, n in zip(axes[:, 0], series):
+        q05, q25, q50, q75, q95 = np.quantile(samples[:, :, n], [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+        ax.plot(past, history[n, past], color="k", lw=1)
+        ax.fill_between(future, q05, q95, color="tab:blue", alpha=0.2, lw=0, label="90% interval")
+        ax.fill_between(future, q25, q75, color="tab:blue", alpha=0.4, lw=0, label="50% interval")
+        ax.plot(future, q50, color="tab:blue", lw=1.5, label="median")
+        ax.plot(future, truth[:, n], color="k", lw=1, ls="--", label="truth")
+        ax.axvline(T - 0.5, color="0.6", lw=0.8)
+        ax.set_ylabel(names[n] if names else f"series {n}")
+    axes[0, 0].legend(loc="upper left", fontsize=7, ncol=4)
+    axes[-1, 0].set_xlabel("time step")
+    if title:
+        axes[0, 0].set_title(title)
+    return _save(fig, path)

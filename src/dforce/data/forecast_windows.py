@@ -1,0 +1,142 @@
+"""Forecast windows: tokens and per-token conditioning for context + prediction windows.
+
+One function, :func:`window_inputs`, builds what the model sees for any set of windows,
+so training windows and test windows can never be built differently. A window with
+forecast start ``s`` covers steps ``[s - C, s + P)`` of a series normalized by
+train-split statistics (``series_stats``): ``C`` context steps, ``P`` predicted ones.
+
+* Tokens are scaled per window from the context only: ``(h - loc) / scale`` with
+  ``loc`` the last context value and ``scale`` the mean absolute one-step change over
+  the context (the role GluonTS's per-window scaler plays in TimeGrad/DeepAR), floored
+  at a fraction of the series' typical step over the training range (a context that
+  happens to be flat must not blow the window up). A random walk then has increments
+  of order one, whatever its level or volatility. Tokens are clipped to
+  ``TOKEN_CLIP`` (about the 99.9th percentile of |token| on Exchange).
+* Conditioning at step t (TimeGrad-style covariates): GluonTS time features of t;
+  seasonal lags ``h[t - l] - loc`` for lags ``l >= C + P`` (so every lag of every token
+  lies before the window: observed history at test time, never a generated value);
+  and the window's level ``loc`` and ``log(scale)`` for every series.
+
+Series identity needs no embedding here: one token holds all N series, each at its own
+coordinate, so the network's input weights are already per series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FLOOR_FRACTION = 0.5  # a window's scale is at least this fraction of the series' typical step
+TOKEN_CLIP = 40.0     # |tokens| beyond this are clipped: a rare jump (a currency devaluation) must not
+                      # dominate the per-dimension statistics every other window is normalized by
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Window geometry and seasonal lags; ``lags`` must all be >= ``length``."""
+
+    context_length: int
+    prediction_length: int
+    lags: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.context_length < 2 or self.prediction_length < 1:
+            raise ValueError(f"need context_length >= 2 and prediction_length >= 1; got "
+                             f"{self.context_length}, {self.prediction_length}")
+        if any(lag < self.length for lag in self.lags):
+            raise ValueError(f"seasonal lags must be >= the window length {self.length} (no lag may reach "
+                             f"into the window); got {list(self.lags)}")
+
+    @property
+    def length(self) -> int:
+        return self.context_length + self.prediction_length
+
+    @property
+    def history(self) -> int:
+        """Steps needed before a forecast start: the context plus the longest lag."""
+        return self.context_length + max(self.lags, default=0)
+
+    def cond_dim(self, n_series: int, n_time_features: int) -> int:
+        return n_time_features + n_series * (len(self.lags) + 2)
+
+
+def seasonal_lags(freq: str, window_length: int, max_lag: int) -> tuple[int, ...]:
+    """GluonTS's lags for ``freq`` within [window_length, max_lag], one per season.
+
+    GluonTS lists lags in triplets around each seasonal period (l-1, l, l+1); the centre
+    is kept, since the RNN sees neighbouring steps through the context anyway.
+    """
+    from gluonts.time_feature import get_lags_for_frequency
+
+    lags = sorted({lag for lag in get_lags_for_frequency(freq) if window_length <= lag <= max_lag})
+    runs: list[list[int]] = []
+    for lag in lags:
+        if runs and lag == runs[-1][-1] + 1:
+            runs[-1].append(lag)
+        else:
+            runs.append([lag])
+    return tuple(run[len(run) // 2] for run in runs)
+
+
+def typical_step(h: np.ndarray) -> np.ndarray:
+    """(N,) mean absolute one-step change of each series of h (N, T), floored at 1e-6."""
+    return np.maximum(np.nanmean(np.abs(np.diff(h, axis=1)), axis=1), 1e-6).astype(np.float32)
+
+
+def window_scale(h: np.ndarray, starts: np.ndarray, context_length: int,
+                 step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(loc, scale), each (M, N), from the context steps [s - C, s) of each start s.
+
+    h: (N, T) normalized series; step: (N,) typical steps from the training range. loc is
+    the last context value; scale the mean absolute one-step change over the context,
+    at least ``FLOOR_FRACTION * step``.
+    """
+    ctx = h[:, starts[:, None] + np.arange(-context_length, 0)]                   # (N, M, C)
+    loc = ctx[:, :, -1].T
+    scale = np.maximum(np.abs(np.diff(ctx, axis=2)).mean(axis=2).T, FLOOR_FRACTION * step)
+    return loc.astype(np.float32), scale.astype(np.float32)
+
+
+def window_inputs(h: np.ndarray, time_feats: np.ndarray, starts: np.ndarray, spec: WindowSpec, step: np.ndarray,
+                  with_future: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens and conditioning for the windows with forecast starts ``starts``.
+
+    h: (N, T) normalized series; only steps before ``s`` are read, plus ``[s, s + P)`` when
+    ``with_future`` (training windows). time_feats: (T', F) with T' >= max(starts) + P.
+    step: (N,) ``typical_step`` of the training range (the scale floor).
+    Returns tokens (M, C [+ P], N), cond (M, C + P, Cc), loc (M, N), scale (M, N), float32.
+    """
+    C, P = spec.context_length, spec.prediction_length
+    starts = np.asarray(starts, dtype=np.int64)
+    if starts.ndim != 1 or len(starts) == 0:
+        raise ValueError(f"starts must be a non-empty 1-D array, got shape {starts.shape}")
+    if starts.min() < spec.history:
+        raise ValueError(f"a forecast start needs {spec.history} steps of history (context + longest lag); "
+                         f"got a start at {int(starts.min())}")
+    if starts.max() + P > len(time_feats) or (with_future and starts.max() + P > h.shape[1]):
+        raise ValueError(f"a window ending at {int(starts.max()) + P} runs past the series or its time features")
+    loc, scale = window_scale(h, starts, C, step)
+    steps = starts[:, None] + np.arange(-C, P)                                     # (M, C + P)
+    seen = steps if with_future else steps[:, :C]
+    tokens = np.clip((h[:, seen].transpose(1, 2, 0) - loc[:, None]) / scale[:, None], -TOKEN_CLIP, TOKEN_CLIP)
+    lagged = [h[:, steps - lag].transpose(1, 2, 0) - loc[:, None] for lag in spec.lags]   # each (M, L, N)
+    static = np.concatenate([loc, np.log(scale)], axis=1)[:, None].repeat(C + P, axis=1)
+    cond = np.concatenate([time_feats[steps], *lagged, static], axis=2)
+    return tokens.astype(np.float32), cond.astype(np.float32), loc, scale
+
+
+def unscale(tokens: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Back from window units to normalized units: tokens (M, ..., N), loc/scale (M, N)."""
+    extra = (1,) * (tokens.ndim - 2)
+    shape = (loc.shape[0], *extra, loc.shape[1])
+    return tokens * scale.reshape(shape) + loc.reshape(shape)
+
+
+def training_starts(length: int, spec: WindowSpec, stride: int = 1) -> np.ndarray:
+    """Forecast starts of every training window inside a range of ``length`` steps."""
+    last = length - spec.prediction_length
+    if last < spec.history:
+        raise ValueError(f"a training range of {length} steps is too short for windows needing "
+                         f"{spec.history} steps of history and {spec.prediction_length} to predict")
+    return np.arange(spec.history, last + 1, stride, dtype=np.int64)

@@ -1,0 +1,1 @@
+"""Environments used for evaluation. Heavy dependencies (mujoco, gymnasium) load on first use."""

@@ -1,0 +1,230 @@
+"""Probabilistic forecasting with Diffusion Forcing under the TimeGrad protocol.
+
+``prepare`` loads a dataset and fixes the protocol (train-split statistics, validation
+windows cut from the end of the training range, seasonal lags); ``train_forecaster``
+trains on every window of the remaining range and keeps the checkpoint with the best
+validation CRPS-sum; a ``Forecaster`` turns a trained model back into raw-scale sample
+paths for any history. The model, its scheduling and its stabilization come from the
+run config, so Diffusion Forcing, teacher forcing and full-sequence models share all of this.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .. import atomic
+from ..config import ForecastConfig, RunConfig
+from ..data.forecast_windows import (WindowSpec, seasonal_lags, training_starts, typical_step, unscale,
+                                     window_inputs)
+from ..data.sequences import Sequences
+from ..data.timeseries import MultivariateSeries, load_ett, load_gluonts, normalize, series_stats, time_features
+from ..pipeline import DiffusionForcingModel
+from ..train import train
+from .forecast_metrics import crps_sum
+
+log = logging.getLogger(__name__)
+
+VALIDATION_SEED = 12_345  # the same noise at every validation, so checkpoints are compared fairly
+
+
+def load_series(cfg: ForecastConfig) -> MultivariateSeries:
+    """The dataset of ``forecast.dataset``: an ETT-style CSV, or anything ``load_gluonts`` takes."""
+    if cfg.dataset is None:
+        raise ValueError("forecast.dataset is not set (a GluonTS name, archive, directory or CSV)")
+    if cfg.dataset.endswith(".csv"):
+        if not Path(cfg.dataset).is_file():
+            raise FileNotFoundError(f"no CSV file at {cfg.dataset!r}")
+        if cfg.prediction_length is None:
+            raise ValueError("a CSV dataset needs forecast.prediction_length")
+        return load_ett(cfg.dataset, cfg.prediction_length, cfg.test_windows)
+    series = load_gluonts(cfg.dataset)
+    if cfg.prediction_length not in (None, series.prediction_length):
+        raise ValueError(f"forecast.prediction_length={cfg.prediction_length} differs from the dataset's test "
+                         f"windows ({series.prediction_length}); leave it unset for GluonTS datasets")
+    return series
+
+
+@dataclass(frozen=True)
+class ForecastData:
+    """A dataset under the protocol. mean/std (N, 1) and step (N,) from ``train[:, :fit_length]``."""
+
+    series: MultivariateSeries
+    spec: WindowSpec
+    mean: np.ndarray
+    std: np.ndarray
+    step: np.ndarray
+    fit_length: int
+    val_windows: int
+
+    @property
+    def n_series(self) -> int:
+        return self.series.n_series
+
+    def val_histories(self) -> list[np.ndarray]:
+        """Raw (N, T_v) histories whose last P steps are validation targets, inside the training range."""
+        P = self.spec.prediction_length
+        return [self.series.train[:, : self.fit_length + (v + 1) * P] for v in range(self.val_windows)]
+
+    def protocol(self) -> dict[str, Any]:
+        """What a checkpoint needs to forecast again: stored in its config.json."""
+        return {"context_length": self.spec.context_length, "prediction_length": self.spec.prediction_length,
+                "lags": list(self.spec.lags), "freq": self.series.freq, "fit_length": self.fit_length,
+                "series_mean": self.mean[:, 0].tolist(), "series_std": self.std[:, 0].tolist(),
+                "typical_step": self.step.tolist()}
+
+
+def prepare(cfg: ForecastConfig) -> ForecastData:
+    """Load ``forecast.dataset`` and fix the protocol (see :func:`protocol_for`)."""
+    return protocol_for(load_series(cfg), cfg)
+
+
+def protocol_for(series: MultivariateSeries, cfg: ForecastConfig) -> ForecastData:
+    """Context = prediction length unless set; validation windows off the training end; lags beyond the window."""
+    P = series.prediction_length
+    C = cfg.context_length or P
+    fit_length = series.train.shape[1] - cfg.val_windows * P
+    spec = WindowSpec(C, P, seasonal_lags(series.freq, C + P, cfg.max_lag))
+    if fit_length < spec.history + P:
+        raise ValueError(f"{series.name}: {series.train.shape[1]} training steps leave too little for "
+                         f"{cfg.val_windows} validation windows and lags up to {max(spec.lags, default=0)}")
+    mean, std = series_stats(series.train[:, :fit_length])
+    step = typical_step(normalize(series.train[:, :fit_length], mean, std))
+    return ForecastData(series, spec, mean, std, step, fit_length, cfg.val_windows)
+
+
+def time_feature_table(start: Any, freq: str, length: int) -> np.ndarray:
+    """(length, F) GluonTS time features of the steps from ``start`` (a timestamp or pandas Period)."""
+    return time_features((start.to_timestamp() if hasattr(start, "to_timestamp") else start, freq, length))
+
+
+def training_sequences(fd: ForecastData) -> Sequences:
+    """Every window (stride 1) of the fit range: tokens (M, C + P, N), cond (M, C + P, Cc)."""
+    h = normalize(fd.series.train[:, : fd.fit_length], fd.mean, fd.std)
+    table = time_feature_table(fd.series.start, fd.series.freq, fd.fit_length)
+    starts = training_starts(fd.fit_length, fd.spec)
+    tokens, cond, _, _ = window_inputs(h, table, starts, fd.spec, fd.step, with_future=True)
+    return Sequences(torch.from_numpy(tokens), torch.from_numpy(cond))
+
+
+class Forecaster:
+    """A trained model with its protocol; forecasts raw-scale sample paths for any history."""
+
+    def __init__(self, model: DiffusionForcingModel, spec: WindowSpec, mean: np.ndarray, std: np.ndarray,
+                 step: np.ndarray, freq: str):
+        self.model, self.spec, self.freq = model.eval(), spec, freq
+        self.mean, self.std = np.asarray(mean, np.float32).reshape(-1, 1), np.asarray(std, np.float32).reshape(-1, 1)
+        self.step = np.asarray(step, np.float32).reshape(-1)
+
+    @classmethod
+    def from_model(cls, model: DiffusionForcingModel) -> "Forecaster":
+        p = model.extra.get("protocol")
+        if p is None:
+            raise ValueError("this checkpoint was not trained for forecasting (no 'protocol' in its config)")
+        spec = WindowSpec(p["context_length"], p["prediction_length"], tuple(p["lags"]))
+        return cls(model, spec, np.array(p["series_mean"]), np.array(p["series_std"]), np.array(p["typical_step"]),
+                   p["freq"])
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> "Forecaster":
+        return cls.from_model(DiffusionForcingModel.from_pretrained(directory, device))
+
+    @property
+    def prediction_length(self) -> int:
+        return self.spec.prediction_length
+
+    @property
+    def n_series(self) -> int:
+        return self.mean.shape[0]
+
+    def sample(self, histories: Sequence[np.ndarray], start: Any, num_samples: int = 100,
+               seed: int = 0) -> np.ndarray:
+        """Sample paths (W, S, P, N) for the P steps after each observed history (N, T_w).
+
+        ``start``: the timestamp of step 0 of every history, or a list of one per history.
+        Each history must hold at least ``spec.history`` steps. The W x S paths are drawn
+        in one batched rollout.
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        starts = list(start) if isinstance(start, (list, tuple)) else [start] * len(histories)
+        if len(starts) != len(histories):
+            raise ValueError(f"{len(starts)} starts for {len(histories)} histories")
+        tokens, cond, loc, scale = self._inputs(histories, starts)
+        device = self.model.device
+        context = torch.from_numpy(tokens).repeat_interleave(num_samples, 0).to(device)
+        c = torch.from_numpy(cond).repeat_interleave(num_samples, 0).to(device)
+        out = self.model.rollout(self.prediction_length, context, cond=c,
+                                 generator=torch.Generator(device).manual_seed(seed))
+        paths = out.cpu().numpy().reshape(len(histories), num_samples, self.prediction_length, self.n_series)
+        h = unscale(paths, loc, scale)                                            # (W, S, P, N) normalized
+        return (h * self.std[:, 0] + self.mean[:, 0]).astype(np.float32)
+
+    def _inputs(self, histories: Sequence[np.ndarray], starts: list[Any]):
+        parts = []
+        for hist, start in zip(histories, starts):
+            hist = np.asarray(hist, dtype=np.float32)
+            if hist.ndim != 2 or hist.shape[0] != self.n_series:
+                raise ValueError(f"each history must be ({self.n_series}, T), got shape {hist.shape}")
+            T = hist.shape[1]
+            table = time_feature_table(start, self.freq, T + self.prediction_length)
+            parts.append(window_inputs(normalize(hist, self.mean, self.std), table, np.array([T]), self.spec,
+                                       self.step, with_future=False))
+        return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+
+
+class BestOnValidation:
+    """Training callback: validation CRPS-sum of the EMA model; the best one is kept in ``directory``.
+
+    The kept directory holds the model files and ``validation.json`` ({"step", "crps_sum"}),
+    written together atomically, so a resumed run knows the score to beat.
+    """
+
+    def __init__(self, fd: ForecastData, directory: Path, samples: int):
+        self.fd, self.directory, self.samples = fd, Path(directory), samples
+        self.histories = fd.val_histories()
+        P = fd.spec.prediction_length
+        self.truth = np.stack([hist[:, -P:].T for hist in self.histories])
+        record = self.directory / "validation.json"
+        self.best = json.loads(record.read_text())["crps_sum"] if record.is_file() else float("inf")
+
+    def __call__(self, model: DiffusionForcingModel, step: int) -> dict[str, float]:
+        forecaster = Forecaster.from_model(model)
+        P = self.fd.spec.prediction_length
+        samples = forecaster.sample([h[:, :-P] for h in self.histories], self.fd.series.start, self.samples,
+                                    seed=VALIDATION_SEED)
+        score = crps_sum(self.truth, samples)
+        if score < self.best:
+            self.best = score
+            with atomic.new_directory(self.directory) as tmp:
+                model.write_files(tmp)
+                (tmp / "validation.json").write_text(json.dumps({"step": step, "crps_sum": score}) + "\n")
+        model.train()
+        return {"val_crps_sum": score, "best_val_crps_sum": self.best}
+
+
+def train_forecaster(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+                     fd: ForecastData | None = None) -> Path:
+    """Train on the configured dataset (or on ``fd``); returns the selected model directory.
+
+    With ``train.eval_every`` > 0 that is ``run_dir/best`` (best validation CRPS-sum),
+    otherwise the final EMA model ``run_dir/model``.
+    """
+    run_dir = Path(run_dir)
+    fd = prepare(cfg.forecast) if fd is None else fd
+    data = training_sequences(fd)
+    log.info("%s: %d training windows of %d steps x %d series; lags %s", fd.series.name, len(data),
+             fd.spec.length, fd.n_series, list(fd.spec.lags))
+    torch.manual_seed(cfg.train.seed)
+    model = DiffusionForcingModel((fd.n_series,), data.cond_dim, cfg.model, cfg.diffusion, cfg.sampling,
+                                  extra={"forecast": asdict(cfg.forecast), "train": asdict(cfg.train),
+                                         "protocol": fd.protocol()})
+    select = BestOnValidation(fd, run_dir / "best", cfg.forecast.val_samples) if cfg.train.eval_every else None
+    train(model, data, cfg.train, run_dir, resume=resume, evaluate=select, progress=progress)
+    return run_dir / "best" if select is not None and (run_dir / "best").is_dir() else run_dir / "model"

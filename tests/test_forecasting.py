@@ -81,6 +81,33 @@ def test_tokens_unscale_back_to_the_context():
     np.testing.assert_allclose(tokens[:, 9], 0, atol=1e-6)  # loc is the last context value
 
 
+def test_level_feature_is_optional():
+    h = _series()
+    table = np.zeros((400, 2), np.float32)
+    args = (h, table, np.array([100]), )
+    with_level = fw.window_inputs(*args, fw.WindowSpec(8, 6, (20,)), fw.typical_step(h), with_future=False)[1]
+    without = fw.window_inputs(*args, fw.WindowSpec(8, 6, (20,), level=False), fw.typical_step(h),
+                               with_future=False)[1]
+    assert with_level.shape[-1] == fw.WindowSpec(8, 6, (20,)).cond_dim(3, 2) == 2 + 3 * 3
+    assert without.shape[-1] == fw.WindowSpec(8, 6, (20,), level=False).cond_dim(3, 2) == 2 + 3 * 2
+    np.testing.assert_array_equal(without, np.delete(with_level, [5, 6, 7], axis=-1))  # the level columns
+
+
+def test_mirrored_training_windows_are_negated(tmp_path):
+    needs(EXCHANGE)
+    from dataclasses import replace
+
+    cfg = load_config("configs/exchange.yaml", [f"forecast.dataset={EXCHANGE}", "forecast.max_lag=300"])
+    fd = prepare(cfg.forecast)
+    plain, mirrored = training_sequences(fd), training_sequences(replace(fd, mirror=True))
+    M, F = len(plain), 3  # Exchange ("B"): 3 GluonTS time features, then one lag (259) per series
+    assert len(mirrored) == 2 * M and fd.spec.lags == (259,)
+    torch.testing.assert_close(mirrored.x[M:], -plain.x)
+    torch.testing.assert_close(mirrored.cond[M:, :, :F], plain.cond[:, :, :F])          # calendar
+    torch.testing.assert_close(mirrored.cond[M:, :, F:F + 8], -plain.cond[:, :, F:F + 8])  # lags
+    torch.testing.assert_close(mirrored.cond[M:, :, F + 8:], plain.cond[:, :, F + 8:])  # log scale
+
+
 def test_window_spec_rejects_lags_inside_the_window():
     with pytest.raises(ValueError, match="seasonal lags"):
         fw.WindowSpec(8, 6, (10,))
@@ -160,7 +187,7 @@ def test_training_sequences_match_the_protocol(tiny_exchange):
     cfg, _, _ = tiny_exchange
     fd = prepare(cfg.forecast)
     data = training_sequences(fd)
-    assert data.x.shape[1:] == (60, 8) and fd.fit_length == 6071 - 5 * 30
+    assert data.x.shape[1:] == (60, 8) and fd.fit_length == 6071 - fd.val_windows * 30
     # the last training window's targets end where the first validation target begins
     assert len(data) == fd.fit_length - 30 - fd.spec.history + 1
     assert torch.isfinite(data.x).all() and torch.isfinite(data.cond).all()
@@ -199,7 +226,7 @@ def test_ett_protocol():
     cfg = load_config("configs/etth1.yaml", [f"forecast.dataset={ETTH1}"])
     fd = prepare(cfg.forecast)
     assert fd.n_series == 7 and fd.spec.context_length == 24 and len(fd.series.test) == 7
-    assert fd.series.train.shape[1] == 17420 - 7 * 24 and fd.fit_length == 17420 - 12 * 24
+    assert fd.series.train.shape[1] == 17420 - 7 * 24 and fd.fit_length == 17420 - (7 + fd.val_windows) * 24
     assert all(h.shape[1] <= 17420 for h in fd.val_histories())
 
 

@@ -16,6 +16,7 @@ EVALS = {
     "likelihood": ("dforce.tasks.likelihood", "ELBO of DF / teacher-forcing / full-sequence models vs the exact log-likelihood"),
     "compositional": ("dforce.tasks.compositional", "memory vs memoryless MPC sampling on the cross dataset (stitching)"),
     "forecasting": ("dforce.tasks.forecast_eval", "DF vs teacher forcing, full sequence, DeepAR and naive baselines (CRPS-sum)"),
+    "planning": ("dforce.tasks.planning_eval", "Maze2D planning: DF with MCG vs ablations and Diffuser-like baselines (D4RL score)"),
 }
 
 # `dforce data NAME`: same interface, for datasets that are generated or checked.
@@ -82,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=None, help="training steps (default: the embedded config's)")
     d.add_argument("--no-progress", action="store_true")
     d.add_argument("--results", type=Path, help="also write the summary JSON here (e.g. results/demo/oscillators.json)")
+    d.add_argument("--exchange-data", help="Exchange dataset for the forecast step (name, archive or directory; "
+                                           "default: where the shipped checkpoint was trained from)")
     return p
 
 
@@ -97,6 +100,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args.config, args.overrides)
     name = "default" if args.config == "default" else Path(args.config).stem
     out = args.out or Path("runs") / name
+    if cfg.data.name == "maze2d":
+        from .tasks.planning import train_planner
+
+        train_planner(cfg, out, resume=args.resume, progress=not args.no_progress)
+        print(f"model: {out / 'model'}")
+        return 0
     if cfg.data.name == "timeseries":
         from .tasks.forecasting import train_forecaster
 
@@ -155,7 +164,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .tasks.demo import run_demo
 
     for path in run_demo(args.out, steps=args.steps, progress=not args.no_progress, results=args.results,
-                         command=args.command_line):
+                         command=args.command_line, exchange=args.exchange_data):
         print(path)
     print(f"demo outputs are in {args.out}/ (open rollout_stabilized.png first)")
     return 0

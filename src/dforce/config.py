@@ -22,7 +22,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "diffusion.forcing": ("independent", "full_sequence", "teacher_forcing"),
     "sampling.scheduling": ("full_sequence", "autoregressive", "pyramid", "trapezoid"),
     "sampling.step": ("ddim", "ddpm"),
-    "data.name": ("oscillators", "cross", "linear_gaussian", "timeseries"),
+    "data.name": ("oscillators", "cross", "linear_gaussian", "timeseries", "maze2d"),
+    "planning.maze": ("umaze", "medium", "large"),
     "train.device": ("auto", "cpu", "cuda"),
 }
 
@@ -109,8 +110,27 @@ class ForecastConfig:
     test_windows: int = 7                    # CSV only; GluonTS test sets define their own windows
     val_windows: int = 5                     # cut from the end of the training range, for model selection
     max_lag: int = 800                       # seasonal lags kept: GluonTS's, from the window length up to this
+    level_feature: bool = True               # condition on each window's level (see data/forecast_windows.py)
+    mirror: bool = False                     # also train on the negated series (no drift direction preferred)
     samples: int = 100                       # sample paths per test window
     val_samples: int = 20                    # sample paths per validation window during training
+
+
+@dataclass(frozen=True)
+class PlanningConfig:
+    """Maze2D planning, used when ``data.name`` is ``maze2d`` (see dforce.tasks.planning).
+
+    ``data.length`` is the plan horizon in tokens and ``data.sequences`` the number of
+    training windows drawn from the dataset.
+    """
+
+    maze: str = "medium"                     # umaze, medium or large (D4RL maze2d-*-v1)
+    frame_stack: int = 10                    # env steps per token (token = k x (obs, action))
+    dataset_steps: Optional[int] = None      # None: D4RL's size (1M / 2M / 4M)
+    dataset_seed: int = 0                    # seed of the regenerated random-walk dataset
+    guidance_scale: float = 0.03             # goal guidance step on the normalized x0 estimate
+    mcg_samples: int = 8                     # Monte Carlo Guidance: sampled futures per guided step
+    replan_every: int = 10                   # env steps executed from each plan (MPC)
 
 
 @dataclass(frozen=True)
@@ -121,17 +141,20 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
+    planning: PlanningConfig = field(default_factory=PlanningConfig)
 
 
 POSITIVE = (
     "model.width", "model.depth", "model.heads", "model.window", "diffusion.levels", "diffusion.snr_gamma",
     "sampling.steps", "sampling.chunk", "data.sequences", "train.steps", "train.batch_size", "train.lr",
     "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "forecast.prediction_length",
-    "forecast.context_length", "forecast.test_windows", "forecast.val_windows", "forecast.max_lag",
+    "forecast.context_length", "forecast.test_windows", "forecast.val_windows",
     "forecast.samples", "forecast.val_samples",
+    "planning.frame_stack", "planning.dataset_steps", "planning.mcg_samples", "planning.replan_every",
 )
 NON_NEGATIVE = ("sampling.slope", "sampling.eta", "sampling.stabilization", "data.noise", "train.weight_decay",
-                "train.warmup", "train.grad_clip", "train.eval_every")
+                "train.warmup", "train.grad_clip", "train.eval_every", "forecast.max_lag",
+                "planning.guidance_scale")
 UNIT_INTERVAL = ("diffusion.fused_decay", "train.ema_decay")
 
 
@@ -165,6 +188,8 @@ def check(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"data.window={cfg.data.window} must lie in [2, data.length={cfg.data.length}]")
     if cfg.data.name == "timeseries" and not cfg.forecast.dataset:
         raise ValueError("data.name=timeseries needs forecast.dataset (a GluonTS name, archive, directory or CSV)")
+    if cfg.data.name == "maze2d" and cfg.model.backbone not in ("rnn", "transformer"):
+        raise ValueError(f"model.backbone={cfg.model.backbone!r} cannot take maze2d tokens; choose one of rnn, transformer")
     return cfg
 
 

@@ -285,3 +285,90 @@ def plot_fan(history: Any, truth: Any, samples: Any, path: str | os.PathLike, se
     if title:
         axes[0, 0].set_title(title)
     return _save(fig, path)
+
+
+# ---- Maze2D planning -------------------------------------------------------------------------------
+
+def _maze_axes(ax: Any, walls: Any, start: Any, goal: Any) -> None:
+    """Draw wall squares (W, 4) ``(x_lo, y_lo, x_hi, y_hi)`` with maze rows (x) downwards, columns (y) rightwards."""
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    walls = np.asarray(walls)
+    for x_lo, y_lo, x_hi, y_hi in walls:
+        ax.add_patch(Rectangle((y_lo, x_lo), y_hi - y_lo, x_hi - x_lo, color="0.25", lw=0))
+    ax.set_xlim(walls[:, 1].min(), walls[:, 3].max())
+    ax.set_ylim(walls[:, 2].max(), walls[:, 0].min())
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.plot(start[1], start[0], "o", color="tab:green", ms=7, mec="k", zorder=5)
+    ax.plot(goal[1], goal[0], "*", color="gold", ms=14, mec="k", zorder=5)
+
+
+def plot_maze_episodes(walls: Any, episodes: list[dict[str, Any]], path: str | os.PathLike,
+                       title: str | None = None, max_plans: int = 10) -> Path:
+    """One panel per episode: executed trajectory and (up to ``max_plans``, evenly spaced) plans made along it.
+
+    walls: (W, 4) squares in observation coordinates; each episode dict holds ``trajectory``
+    (T, 2) executed positions, ``plans`` a list of (N, 2) planned positions, ``goal`` (2,)
+    and optionally ``title``.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    n = len(episodes)
+    if n == 0:
+        raise ValueError("need at least one episode to plot")
+    cols = min(n, 4)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, ep in zip(axes.flat, episodes):
+        traj = np.asarray(ep["trajectory"])
+        _maze_axes(ax, walls, traj[0], ep["goal"])
+        plans = list(ep.get("plans", []))
+        plans = [plans[i] for i in np.unique(np.linspace(0, len(plans) - 1, min(len(plans), max_plans)).astype(int))] \
+            if plans else []
+        cmap = plt.get_cmap("cool")
+        for i, p in enumerate(plans):
+            p = np.asarray(p)
+            ax.plot(p[:, 1], p[:, 0], color=cmap(i / max(1, len(plans) - 1)), lw=0.8, alpha=0.6)
+        ax.plot(traj[:, 1], traj[:, 0], color="tab:red", lw=1.8, label="executed")
+        ax.set_title(ep.get("title", ""), fontsize=8)
+    axes.flat[0].legend(loc="lower left", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def maze_mpc_frames(walls: Any, trajectory: Any, plans: list[tuple[int, Any]], goal: Any,
+                    title: str = "") -> list[Any]:
+    """RGB frames (H, W, 3) uint8 of model-predictive control, one per replan.
+
+    trajectory: (T + 1, 2) executed positions (start first); plans: ``(t, (N, 2))`` the env
+    step each plan was made at and its planned positions. Frame i shows the path executed
+    up to plan i, the plan, and faintly the earlier plans.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    traj = np.asarray(trajectory)
+    frames = []
+    for i, (t, p) in enumerate(plans):
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+        _maze_axes(ax, walls, traj[0], goal)
+        for _, old in plans[max(0, i - 5):i]:
+            old = np.asarray(old)
+            ax.plot(old[:, 1], old[:, 0], color="tab:blue", lw=0.6, alpha=0.25)
+        p = np.vstack([traj[t:t + 1], np.asarray(p)])
+        ax.plot(p[:, 1], p[:, 0], color="tab:blue", lw=1.5, label="plan")
+        ax.plot(traj[:t + 1, 1], traj[:t + 1, 0], color="tab:red", lw=1.8, label="executed")
+        ax.plot(traj[t, 1], traj[t, 0], "o", color="tab:red", ms=5)
+        ax.set_title(f"{title} step {t}", fontsize=8)
+        ax.legend(loc="lower left", fontsize=6)
+        fig.canvas.draw()
+        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+        plt.close(fig)
+    return frames

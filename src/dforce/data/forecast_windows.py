@@ -15,7 +15,9 @@ train-split statistics (``series_stats``): ``C`` context steps, ``P`` predicted 
 * Conditioning at step t (TimeGrad-style covariates): GluonTS time features of t;
   seasonal lags ``h[t - l] - loc`` for lags ``l >= C + P`` (so every lag of every token
   lies before the window: observed history at test time, never a generated value);
-  and the window's level ``loc`` and ``log(scale)`` for every series.
+  the window's ``log(scale)`` for every series; and, when ``spec.level`` is set, its
+  level ``loc`` (in train-std units), which lets a model learn level-dependent
+  behaviour such as mean reversion, and also lets it learn spurious drifts.
 
 Series identity needs no embedding here: one token holds all N series, each at its own
 coordinate, so the network's input weights are already per series.
@@ -39,6 +41,7 @@ class WindowSpec:
     context_length: int
     prediction_length: int
     lags: tuple[int, ...] = ()
+    level: bool = True
 
     def __post_init__(self) -> None:
         if self.context_length < 2 or self.prediction_length < 1:
@@ -58,7 +61,7 @@ class WindowSpec:
         return self.context_length + max(self.lags, default=0)
 
     def cond_dim(self, n_series: int, n_time_features: int) -> int:
-        return n_time_features + n_series * (len(self.lags) + 2)
+        return n_time_features + n_series * (len(self.lags) + 1 + int(self.level))
 
 
 def seasonal_lags(freq: str, window_length: int, max_lag: int) -> tuple[int, ...]:
@@ -121,7 +124,8 @@ def window_inputs(h: np.ndarray, time_feats: np.ndarray, starts: np.ndarray, spe
     seen = steps if with_future else steps[:, :C]
     tokens = np.clip((h[:, seen].transpose(1, 2, 0) - loc[:, None]) / scale[:, None], -TOKEN_CLIP, TOKEN_CLIP)
     lagged = [h[:, steps - lag].transpose(1, 2, 0) - loc[:, None] for lag in spec.lags]   # each (M, L, N)
-    static = np.concatenate([loc, np.log(scale)], axis=1)[:, None].repeat(C + P, axis=1)
+    static = np.concatenate([loc, np.log(scale)] if spec.level else [np.log(scale)], axis=1)
+    static = static[:, None].repeat(C + P, axis=1)
     cond = np.concatenate([time_feats[steps], *lagged, static], axis=2)
     return tokens.astype(np.float32), cond.astype(np.float32), loc, scale
 

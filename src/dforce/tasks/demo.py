@@ -2,12 +2,15 @@
 
 Writes to ``out``: the scheduling matrices used, a rollout ten times longer than
 the training sequences next to real continuations (with and without
-stabilization), the loss curve, and ``summary.json`` with the numbers.
+stabilization), the loss curve, and ``summary.json`` with the numbers. Then, with
+the shipped Exchange checkpoint, a probabilistic forecast of every test window with
+fan charts (``out/forecast``), when the Exchange data can be found.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -22,13 +25,17 @@ from .synthetic import held_out, rollout_stats, train_run
 CONTEXT = 8
 ROLLOUT_MULTIPLE = 10
 SEED = 0
+EXCHANGE_CHECKPOINT = Path(__file__).resolve().parents[3] / "checkpoints" / "exchange"
+
+log = logging.getLogger(__name__)
 
 
 def run_demo(out: Path, steps: int | None = None, progress: bool = True, results: Path | None = None,
-             command: list[str] | None = None) -> list[Path]:
+             command: list[str] | None = None, exchange: str | None = None) -> list[Path]:
     """Train the embedded default config and write the demo pictures; returns the files written.
 
     ``results``: a second path for the summary JSON (to keep it with the project's results).
+    ``exchange``: where the Exchange dataset is (default: where the checkpoint was trained from).
     """
     out = Path(out)
     cfg = load_config(None, [f"train.steps={steps}"] if steps else [])
@@ -57,14 +64,32 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
                                   title=f"{length} tokens = {ROLLOUT_MULTIPLE}x training length ({name.replace('_', ' ')})"))
     sample_s = time.time() - tic
 
+    forecast, forecast_files = forecast_step(out / "forecast", exchange, command)
+    files += forecast_files
+
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "loss" in r]
     files.append(plot_loss([r["step"] for r in rows], [r["loss"] for r in rows], out / "loss.png"))
     for path in [out / "summary.json"] + ([results] if results else []):
         files.append(write_result(
-            path, {"rollout": stats, "final_loss": rows[-1]["loss"]},
+            path, {"rollout": stats, "final_loss": rows[-1]["loss"], "forecast_exchange": forecast},
             wall_time_s=train_s + sample_s, seeds={"data": cfg.data.seed, "train": cfg.train.seed, "sample": SEED},
             train_time_s=round(train_s, 1), sample_time_s=round(sample_s, 1), train_steps=cfg.train.steps,
             rollout_length=length, training_length=cfg.data.length, context=CONTEXT, command=command,
         ))
     return [Path(f) for f in files]
+
+
+def forecast_step(out: Path, exchange: str | None, command: list[str] | None) -> tuple[dict | None, list[Path]]:
+    """Forecast Exchange's test windows with the shipped checkpoint: (GluonTS metrics, files), or (None, [])."""
+    from .forecast_eval import forecast_run
+
+    if not EXCHANGE_CHECKPOINT.is_dir():
+        log.warning("forecast step skipped: no shipped checkpoint at %s", EXCHANGE_CHECKPOINT)
+        return None, []
+    try:
+        files = forecast_run(EXCHANGE_CHECKPOINT, exchange, out, samples=100, seed=SEED, plot=True, command=command)
+    except (FileNotFoundError, ImportError) as err:
+        log.warning("forecast step skipped (%s); point --exchange-data at exchange_rate_nips.tar.gz", err)
+        return None, []
+    return json.loads((out / "metrics.json").read_text())["metrics"], files

@@ -22,6 +22,7 @@ gets mean ± std over seeds and every seed's numbers; a fan chart of seed 0 goes
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import time
 from pathlib import Path
@@ -130,12 +131,30 @@ def _samples(method: str, seed: int, args: argparse.Namespace, base: list[str], 
     if method == "seasonal_naive":
         return baselines.seasonal_naive(histories, P, fd.series.freq)
     if method == "deepar":
-        return baselines.deepar(fd.series.train[:, : fd.fit_length], fd.series.start, fd.series.freq, histories,
-                                P, C, S, seed, epochs=args.deepar_epochs,
-                                run_dir=str(args.runs / args.dataset / "deepar" / f"seed{seed}"))
+        return _deepar(fd, histories, S, seed, args)
     cfg = load_config(_config_path(args), base + method_overrides(method, P) + [f"train.seed={seed}"])
     forecaster = Forecaster.from_pretrained(_trained(cfg, args.runs / args.dataset / method / f"seed{seed}", args))
     return forecaster.sample(histories, fd.series.start, S, seed=seed)
+
+
+def _deepar(fd: ForecastData, histories: list[np.ndarray], samples: int, seed: int,
+            args: argparse.Namespace) -> np.ndarray:
+    """DeepAR's test samples, kept in its run directory so that a rerun with the same settings only scores."""
+    from .. import atomic
+    from . import forecast_baselines as baselines
+
+    run_dir = args.runs / args.dataset / "deepar" / f"seed{seed}"
+    kept = run_dir / f"samples-epochs{args.deepar_epochs}-fit{fd.fit_length}-n{samples}.npy"
+    if kept.is_file():
+        return np.load(kept)
+    log.info("training DeepAR (seed %d, %d epochs)", seed, args.deepar_epochs)
+    paths = baselines.deepar(fd.series.train[:, : fd.fit_length], fd.series.start, fd.series.freq, histories,
+                             fd.spec.prediction_length, fd.spec.context_length, samples, seed,
+                             epochs=args.deepar_epochs, run_dir=str(run_dir))
+    buffer = io.BytesIO()
+    np.save(buffer, paths)
+    atomic.write_bytes(kept, buffer.getvalue())
+    return paths
 
 
 def _trained(cfg: RunConfig, run_dir: Path, args: argparse.Namespace) -> Path:

@@ -62,6 +62,7 @@ class ForecastData:
     step: np.ndarray
     fit_length: int
     val_windows: int
+    mirror: bool = False
 
     @property
     def n_series(self) -> int:
@@ -75,7 +76,7 @@ class ForecastData:
     def protocol(self) -> dict[str, Any]:
         """What a checkpoint needs to forecast again: stored in its config.json."""
         return {"context_length": self.spec.context_length, "prediction_length": self.spec.prediction_length,
-                "lags": list(self.spec.lags), "freq": self.series.freq, "fit_length": self.fit_length,
+                "lags": list(self.spec.lags), "level": self.spec.level, "freq": self.series.freq, "fit_length": self.fit_length,
                 "series_mean": self.mean[:, 0].tolist(), "series_std": self.std[:, 0].tolist(),
                 "typical_step": self.step.tolist()}
 
@@ -90,13 +91,13 @@ def protocol_for(series: MultivariateSeries, cfg: ForecastConfig) -> ForecastDat
     P = series.prediction_length
     C = cfg.context_length or P
     fit_length = series.train.shape[1] - cfg.val_windows * P
-    spec = WindowSpec(C, P, seasonal_lags(series.freq, C + P, cfg.max_lag))
+    spec = WindowSpec(C, P, seasonal_lags(series.freq, C + P, cfg.max_lag), cfg.level_feature)
     if fit_length < spec.history + P:
         raise ValueError(f"{series.name}: {series.train.shape[1]} training steps leave too little for "
                          f"{cfg.val_windows} validation windows and lags up to {max(spec.lags, default=0)}")
     mean, std = series_stats(series.train[:, :fit_length])
     step = typical_step(normalize(series.train[:, :fit_length], mean, std))
-    return ForecastData(series, spec, mean, std, step, fit_length, cfg.val_windows)
+    return ForecastData(series, spec, mean, std, step, fit_length, cfg.val_windows, cfg.mirror)
 
 
 def time_feature_table(start: Any, freq: str, length: int) -> np.ndarray:
@@ -105,11 +106,17 @@ def time_feature_table(start: Any, freq: str, length: int) -> np.ndarray:
 
 
 def training_sequences(fd: ForecastData) -> Sequences:
-    """Every window (stride 1) of the fit range: tokens (M, C + P, N), cond (M, C + P, Cc)."""
+    """Every window (stride 1) of the fit range: tokens (M, C + P, N), cond (M, C + P, Cc).
+
+    With ``fd.mirror`` the windows of the negated series follow (2M windows): every
+    upward move is also seen as a downward one, so no drift direction is learned.
+    """
     h = normalize(fd.series.train[:, : fd.fit_length], fd.mean, fd.std)
     table = time_feature_table(fd.series.start, fd.series.freq, fd.fit_length)
     starts = training_starts(fd.fit_length, fd.spec)
-    tokens, cond, _, _ = window_inputs(h, table, starts, fd.spec, fd.step, with_future=True)
+    parts = [window_inputs(sign * h, table, starts, fd.spec, fd.step, with_future=True)[:2]
+             for sign in ((1, -1) if fd.mirror else (1,))]
+    tokens, cond = (np.concatenate(arrays) for arrays in zip(*parts))
     return Sequences(torch.from_numpy(tokens), torch.from_numpy(cond))
 
 
@@ -127,7 +134,7 @@ class Forecaster:
         p = model.extra.get("protocol")
         if p is None:
             raise ValueError("this checkpoint was not trained for forecasting (no 'protocol' in its config)")
-        spec = WindowSpec(p["context_length"], p["prediction_length"], tuple(p["lags"]))
+        spec = WindowSpec(p["context_length"], p["prediction_length"], tuple(p["lags"]), p.get("level", True))
         return cls(model, spec, np.array(p["series_mean"]), np.array(p["series_std"]), np.array(p["typical_step"]),
                    p["freq"])
 

@@ -1,0 +1,297 @@
+"""Maze2D planning with Diffusion Forcing: guided plans of observations + actions, executed by MPC.
+
+One model, trained on frame-stacked windows of the D4RL random walks
+(:mod:`dforce.data.maze2d_tokens`), serves every method of the paper's Table 1:
+
+========================  ===================  ====================  =======================
+method                    scheduling           guidance              executes
+========================  ===================  ====================  =======================
+``df``                    pyramid              Monte Carlo (MCG)     its diffused actions
+``df_no_mcg``             pyramid              one sample            its diffused actions
+``df_ar``                 autoregressive       Monte Carlo (MCG)     its diffused actions
+``diffuser_actions``      full sequence        one sample            its diffused actions
+``diffuser_pd``           full sequence        one sample            PD tracking of its states
+========================  ===================  ====================  =======================
+
+Every plan covers the *remaining* episode (flexible horizon): at env step ``t`` of an
+episode of ``T`` steps it has ``min(H, ceil((T - t) / k))`` tokens, where ``H`` is the
+training window; tokens past the end of the episode are never drawn (the model was
+trained with such tokens as masked, pure-noise padding, and it is causal). Plans start
+from a fresh state with the current observation as the first token's conditioning
+(Markovian, as the paper's ``context_frames: 0``). The first ``replan_every`` env
+steps of each plan are executed, then the planner replans (MPC).
+
+Goal guidance (paper's planner, after Diffuser's goal reaching): the cost of a plan is
+the sum over its planned frames (inside the episode) of the distance between the
+planned position and the goal, in maze units; :class:`~dforce.diffusion.CostGuidance`
+moves the x0 estimate down its gradient, and :class:`~dforce.diffusion.MonteCarloGuidance`
+averages that gradient over ``mcg_samples`` redraws of the tokens still at pure noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..config import RunConfig
+from ..data.maze2d_tokens import COND_DIM, FRAME_DIM, OBS_DIM, observation_stats, start_condition, unstack_frames
+from ..diffusion import CostGuidance, MonteCarloGuidance, by_name
+from ..envs.maze2d import EPISODE_LENGTH
+from ..pipeline import DiffusionForcingModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Method:
+    """How a method plans and acts: scheduling matrix family, Monte Carlo guidance, what is executed."""
+
+    scheduling: str
+    mcg: bool
+    execute: str        # "actions" (diffused actions) or "pd" (PD tracking of planned states)
+
+
+METHODS: dict[str, Method] = {
+    "df": Method("pyramid", True, "actions"),
+    "df_no_mcg": Method("pyramid", False, "actions"),
+    "df_ar": Method("autoregressive", True, "actions"),
+    "diffuser_actions": Method("full_sequence", False, "actions"),
+    "diffuser_pd": Method("full_sequence", False, "pd"),
+}
+
+PD_GAINS = (1.0, 1.0)   # Diffuser's maze2d tracker: a = (p* - p) + (v* - v)
+
+
+# ---- pure pieces ---------------------------------------------------------------------------------
+
+def goal_cost(x0_hat: Tensor, normalizer: Any, goal: Tensor, frame_stack: int, valid_frames: int | None = None) -> Tensor:
+    """Sum over planned frames of ``||position - goal||`` (maze units), (B,).
+
+    x0_hat: (B, H, 6 k) normalized tokens; goal: (B, 2); frames at index >= ``valid_frames``
+    (past the episode's end) do not count. Differentiable; the distance is smoothed at 0.
+    """
+    obs, _ = unstack_frames(normalizer.unnormalize(x0_hat), frame_stack)            # (B, N, 4)
+    dist = ((obs[..., :2] - goal[:, None, :].to(obs)) ** 2).sum(-1).add(1e-8).sqrt()  # (B, N)
+    if valid_frames is not None and valid_frames < dist.shape[1]:
+        dist = dist[:, :valid_frames]
+    return dist.sum(1)
+
+
+def pd_action(obs: np.ndarray, target: np.ndarray, kp: float = PD_GAINS[0], kd: float = PD_GAINS[1]) -> np.ndarray:
+    """PD tracking action ``kp (p* - p) + kd (v* - v)`` clipped to [-1, 1]; obs, target: (..., 4) -> (..., 2)."""
+    obs, target = np.asarray(obs, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    a = kp * (target[..., :2] - obs[..., :2]) + kd * (target[..., 2:4] - obs[..., 2:4])
+    return np.clip(a, -1.0, 1.0)
+
+
+def plan_tokens(remaining: int, horizon: int, frame_stack: int) -> int:
+    """Tokens of a plan that covers ``remaining`` env steps, at most ``horizon`` (flexible horizon)."""
+    if remaining < 1:
+        raise ValueError(f"remaining steps must be >= 1, got {remaining}")
+    return min(horizon, math.ceil(remaining / frame_stack))
+
+
+@dataclass
+class Plan:
+    """A batch of plans in env units: observations (B, N, 4), each after actions (B, N, 2); N = tokens x k.
+
+    ``observations[:, j]`` is the state planned after executing ``actions[:, j]`` from the
+    plan's start. ``start`` (B, 4) is the observation planned from, ``t`` the env step.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    start: np.ndarray
+    t: int = 0
+    rows: list[np.ndarray] = field(default_factory=list)   # optional x0 positions per denoising row (B, N, 2)
+
+    @property
+    def length(self) -> int:
+        return self.actions.shape[1]
+
+
+# ---- the planner ---------------------------------------------------------------------------------
+
+class Planner:
+    """Guided Diffusion Forcing planner with receding-horizon control, batched over B environments.
+
+    ``act(obs, goal)`` takes one observation (4,) or a batch (B, 4) and goals (2,) / (B, 2)
+    and returns actions in [-1, 1] of shape (2,) / (B, 2); it replans every ``replan_every``
+    calls. ``plan(obs, goal)`` returns the whole :class:`Plan`. ``reset()`` starts a new
+    episode (the remaining horizon counts from there; ``episode_length`` defaults to the
+    maze's D4RL length). Usable in any Gymnasium loop::
+
+        planner = Planner.from_pretrained("runs/maze2d_medium/model", "df")
+        obs, info = env.reset(seed=0)
+        planner.reset()
+        for _ in range(600):
+            obs, reward, terminated, truncated, info = env.step(planner.act(obs, info["goal"]))
+
+    Defaults (guidance scale, MCG samples, replanning interval, horizon, sampling steps,
+    slope) come from the checkpoint's training config; every one can be overridden.
+    """
+
+    def __init__(self, model: DiffusionForcingModel, method: str = "df", *, episode_length: int | None = None,
+                 guidance_scale: float | None = None, mcg_samples: int | None = None,
+                 replan_every: int | None = None, horizon: int | None = None, steps: int | None = None,
+                 slope: float | None = None, pd_gains: tuple[float, float] = PD_GAINS, seed: int = 0,
+                 keep_history: bool = False, keep_rows: bool = False):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        info = model.extra.get("planning")
+        if info is None or model.cond_dim != COND_DIM or model.token_shape[0] % FRAME_DIM:
+            raise ValueError(f"model (tokens {model.token_shape}, cond {model.cond_dim}) was not trained as a Maze2D "
+                             "planner (dforce train configs/maze2d_*.yaml)")
+        self.model, self.method, self.spec = model, method, METHODS[method]
+        self.frame_stack = int(info["frame_stack"])
+        self.horizon = int(horizon or model.extra.get("data", {}).get("length") or model.sampling_cfg.chunk)
+        self.steps = int(steps or model.sampling_cfg.steps)
+        self.slope = float(model.sampling_cfg.slope if slope is None else slope)
+        self.guidance_scale = float(info.get("guidance_scale", 0.0) if guidance_scale is None else guidance_scale)
+        self.mcg_samples = int(info.get("mcg_samples", 8) if mcg_samples is None else mcg_samples)
+        self.replan_every = int(info.get("replan_every", self.frame_stack) if replan_every is None else replan_every)
+        self.episode_length = int(episode_length or EPISODE_LENGTH[info["maze"]])
+        self.pd_gains = tuple(float(g) for g in pd_gains)
+        for name, value, low in (("horizon", self.horizon, 1), ("steps", self.steps, 1), ("mcg_samples", self.mcg_samples, 1),
+                                 ("replan_every", self.replan_every, 1), ("episode_length", self.episode_length, 1)):
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        if self.guidance_scale < 0 or self.slope < 0:
+            raise ValueError(f"guidance_scale and slope must be >= 0, got {self.guidance_scale}, {self.slope}")
+        if self.replan_every > self.horizon * self.frame_stack:
+            raise ValueError(f"replan_every={self.replan_every} exceeds the plan length of "
+                             f"{self.horizon} tokens x {self.frame_stack} steps")
+        self.generator = torch.Generator(model.device).manual_seed(seed)
+        self.keep_history, self.keep_rows = keep_history, keep_rows
+        self.history: list[Plan] = []
+        self.reset()
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, method: str = "df", device: str | torch.device = "cpu",
+                        **kwargs: Any) -> "Planner":
+        """A planner around the model saved in ``directory`` (``kwargs`` as for the constructor)."""
+        return cls(DiffusionForcingModel.from_pretrained(directory, device), method, **kwargs)
+
+    # -- episode bookkeeping --------------------------------------------------------------------
+    def reset(self) -> None:
+        """Start a new episode: forget the current plan and the history, count steps from 0."""
+        self.t, self.since, self.current = 0, 0, None
+        self.history = []
+
+    def describe(self) -> dict[str, Any]:
+        """The planning protocol as a JSON-ready dict."""
+        return {"method": self.method, **asdict(self.spec), "horizon_tokens": self.horizon,
+                "frame_stack": self.frame_stack, "sampling_steps": self.steps, "slope": self.slope,
+                "guidance_scale": self.guidance_scale,
+                "mcg_samples": self.mcg_samples if self.spec.mcg else 1, "replan_every": self.replan_every,
+                "episode_length": self.episode_length,
+                "pd_gains": list(self.pd_gains) if self.spec.execute == "pd" else None,
+                "guidance_cost": "sum over planned frames of ||position - goal||",
+                "context": "none (fresh state; current observation conditions the first token)"}
+
+    # -- planning -----------------------------------------------------------------------------------
+    def levels(self, tokens: int) -> Tensor:
+        """The method's scheduling matrix for a plan of ``tokens`` tokens, (M, tokens)."""
+        return by_name(self.spec.scheduling, tokens, self.steps, self.slope)
+
+    def guidance(self, goal: Tensor, valid_frames: int) -> CostGuidance | None:
+        if self.guidance_scale == 0:
+            return None
+        cost = (lambda x0: goal_cost(x0, self.model.normalizer, goal, self.frame_stack, valid_frames))  # noqa: E731
+        if self.spec.mcg:
+            return MonteCarloGuidance(cost, self.guidance_scale, self.mcg_samples)
+        return CostGuidance(cost, self.guidance_scale, 1)
+
+    def plan(self, obs: Any, goal: Any, remaining: int | None = None) -> Plan:
+        """Plan from observations (B, 4) (or (4,)) towards goals (B, 2) (or (2,)) for ``remaining`` env steps.
+
+        ``remaining`` defaults to what is left of the episode (at least ``replan_every``).
+        Returns a :class:`Plan` with batch dim B (1 for a single observation).
+        """
+        obs_t, goal_t = _batch(obs, OBS_DIM, "obs"), _batch(goal, 2, "goal")
+        if goal_t.shape[0] == 1 and obs_t.shape[0] > 1:
+            goal_t = goal_t.expand(obs_t.shape[0], -1)
+        if goal_t.shape[0] != obs_t.shape[0]:
+            raise ValueError(f"obs batch {obs_t.shape[0]} and goal batch {goal_t.shape[0]} differ")
+        if remaining is None:
+            remaining = max(self.episode_length - self.t, self.replan_every)
+        tokens = plan_tokens(remaining, self.horizon, self.frame_stack)
+        model, dev = self.model, self.model.device
+        mean, std = observation_stats(model.normalizer)
+        cond = start_condition(((obs_t.to(dev) - mean) / std).float(), tokens)
+        rows: list[np.ndarray] = []
+        callback = None
+        if self.keep_rows:
+            def callback(info: dict) -> None:
+                pos = unstack_frames(model.normalizer.unnormalize(info["x0_hat"]), self.frame_stack)[0][..., :2]
+                rows.append(pos.detach().cpu().numpy())
+        x = model.rollout(tokens, batch=obs_t.shape[0], levels=self.levels(tokens), cond=cond,
+                          guidance=self.guidance(goal_t.to(dev), min(remaining, tokens * self.frame_stack)),
+                          generator=self.generator, callback=callback)
+        o, a = unstack_frames(x, self.frame_stack)
+        return Plan(o.cpu().numpy().astype(np.float64), a.cpu().numpy().astype(np.float64),
+                    obs_t.numpy().astype(np.float64), self.t, rows)
+
+    # -- acting ---------------------------------------------------------------------------------
+    def act(self, obs: Any, goal: Any) -> np.ndarray:
+        """The action(s) in [-1, 1] for observation(s) ``obs``; replans every ``replan_every`` calls (MPC)."""
+        single = np.ndim(obs) == 1
+        batch = 1 if single else np.shape(obs)[0]
+        if (self.current is None or self.since >= self.replan_every or self.since >= self.current.length
+                or self.current.actions.shape[0] != batch):
+            self.current, self.since = self.plan(obs, goal), 0
+            if self.keep_history:
+                self.history.append(self.current)
+        j = self.since
+        if self.spec.execute == "pd":
+            action = pd_action(np.reshape(obs, (batch, OBS_DIM)), self.current.observations[:, j], *self.pd_gains)
+        else:
+            action = np.clip(self.current.actions[:, j], -1.0, 1.0)
+        self.since += 1
+        self.t += 1
+        return action[0] if single else action
+
+
+def _batch(value: Any, dim: int, name: str) -> Tensor:
+    """(B, dim) float32 tensor from (dim,) or (B, dim) array-likes."""
+    t = torch.as_tensor(np.asarray(value, dtype=np.float32))
+    if t.ndim == 1:
+        t = t[None]
+    if t.ndim != 2 or t.shape[1] != dim:
+        raise ValueError(f"{name} must have shape ({dim},) or (B, {dim}), got {tuple(np.shape(value))}")
+    return t
+
+
+# ---- training ----------------------------------------------------------------------------------
+
+def train_planner(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> DiffusionForcingModel:
+    """Train the Maze2D planner of ``cfg.planning.maze``; returns the EMA model (saved in ``run_dir/model``).
+
+    Data: the regenerated D4RL walk (cached), ``data.sequences`` windows of ``data.length``
+    tokens of ``planning.frame_stack`` env steps each (:func:`planning_sequences`).
+    """
+    from ..data.maze2d import load_or_generate
+    from ..data.maze2d_tokens import planning_sequences
+    from ..train import train
+
+    p = cfg.planning
+    if cfg.data.window is not None:
+        raise ValueError(f"data.window={cfg.data.window} is not used by maze2d (data.length is the plan horizon); leave it unset")
+    data = load_or_generate(p.maze, steps=p.dataset_steps, seed=p.dataset_seed, progress=progress)
+    seqs = planning_sequences(data, p.frame_stack, cfg.data.length, cfg.data.sequences, cfg.data.seed)
+    log.info("maze2d-%s: %d windows of %d tokens x %d steps (token dim %d), %.1f%% padding", p.maze, len(seqs),
+             cfg.data.length, p.frame_stack, seqs.token_shape[0], 100 * (1 - float(seqs.mask.float().mean())))
+    torch.manual_seed(cfg.train.seed)
+    model = DiffusionForcingModel(seqs.token_shape, seqs.cond_dim, cfg.model, cfg.diffusion, cfg.sampling,
+                                  extra={"data": asdict(cfg.data), "train": asdict(cfg.train),
+                                         "planning": asdict(p),
+                                         "tokens": {"layout": "k frames of [o_{t+1} (4), a_t (2)], frame-major",
+                                                    "cond": "first token: [normalized o_t (4), 1]; others 0"}})
+    return train(model, seqs, cfg.train, run_dir, resume=resume, progress=progress)

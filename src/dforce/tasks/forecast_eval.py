@@ -134,6 +134,7 @@ def _samples(method: str, seed: int, args: argparse.Namespace, base: list[str], 
         return _deepar(fd, histories, S, seed, args)
     cfg = load_config(_config_path(args), base + method_overrides(method, P) + [f"train.seed={seed}"])
     forecaster = Forecaster.from_pretrained(_trained(cfg, args.runs / args.dataset / method / f"seed{seed}", args))
+    forecaster.model.sampling_cfg = cfg.sampling  # sampling is not trained: the config in force decides it
     return forecaster.sample(histories, fd.series.start, S, seed=seed)
 
 

@@ -1,6 +1,5 @@
 """D4RL Maze2D environment and dataset regeneration (dforce.envs.maze2d, dforce.data.maze2d)."""
 
-import argparse
 import json
 import os
 
@@ -246,22 +245,29 @@ def test_load_hdf5_errors(tmp_path):
     np.testing.assert_array_equal(loaded["observations"], data["observations"])
 
 
-def test_task_check_writes_result(tmp_path, capsys):
-    from dforce.tasks import maze2d_data
+def test_cli_data_maze2d_check_writes_result(tmp_path, capsys):
+    from dforce.cli import main
 
-    parser = argparse.ArgumentParser()
-    maze2d_data.add_arguments(parser)
-    args = parser.parse_args(["--maze", "umaze", "--steps", "400", "--data-dir", str(tmp_path / "cache"), "--check",
-                              "--no-progress", "--out", str(tmp_path / "umaze.json")])
-    args.command_line = ["dforce", "data", "maze2d", "--check"]
-    files = maze2d_data.run(args)
-    assert files[0].exists() and files[1] == tmp_path / "umaze.json"
-    record = json.loads(files[1].read_text())
+    argv = ["data", "maze2d", "--maze", "umaze", "--steps", "400", "--data-dir", str(tmp_path / "cache"), "--check",
+            "--no-progress", "--out", str(tmp_path / "umaze.json")]
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "umaze.json").read_text())
     assert len(record["metrics"]["rows"]) == 11 and record["steps"] == 400
+    assert record["command"].startswith("dforce data maze2d")
     out = capsys.readouterr().out
     assert "obs_mean[x]" in out and ("PASS" in out or "FAIL" in out)
-    again = maze2d_data.run(args)                                         # second run loads the cache
-    assert json.loads(again[1].read_text())["loaded_from_cache"] is True
+    assert main(argv) == 0                                                # the second run loads the cache
+    assert json.loads((tmp_path / "umaze.json").read_text())["loaded_from_cache"] is True
+    with pytest.raises(SystemExit) as exit_info:                         # argparse rejects an unknown maze
+        main(["data", "maze2d", "--maze", "huge"])
+    assert exit_info.value.code == 2
+
+
+def test_cli_data_maze2d_bad_steps(capsys):
+    from dforce.cli import main
+
+    assert main(["data", "maze2d", "--steps", "0"]) == 2
+    assert "--steps" in capsys.readouterr().err
 
 
 def test_load_hdf5_without_h5py(tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import time
 from pathlib import Path
@@ -97,7 +98,9 @@ def run(args: argparse.Namespace) -> list[Path]:
             command=args.command_line, dataset=args.dataset, method=method,
             config=to_dict(load_config(_config_path(args), base + method_overrides(method, fd.spec.prediction_length)))
             if method in TRAINED else None,
-            protocol=fd.protocol(), per_seed=per_seed))
+            protocol=fd.protocol(), per_seed=per_seed,
+            train_time_s=[_train_seconds(args.runs / args.dataset / method / f"seed{s}") for s in range(args.seeds)]
+            if method in TRAINED else None))
     print(_table(args.dataset, rows))
     return files
 
@@ -165,6 +168,15 @@ def _trained(cfg: RunConfig, run_dir: Path, args: argparse.Namespace) -> Path:
     resume = (run_dir / "checkpoints").is_dir()
     log.info("training %s (%s)", run_dir, "resuming" if resume else "new")
     return train_forecaster(cfg, run_dir, resume=resume, progress=not args.no_progress)
+
+
+def _train_seconds(run_dir: Path) -> float | None:
+    """Training wall time of a run, from the last ``elapsed_s`` it logged (None if unknown)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if '"elapsed_s"' in line]
+    return round(rows[-1]["elapsed_s"], 1) if rows else None
 
 
 def _score(fd: ForecastData, samples: np.ndarray) -> dict[str, float]:

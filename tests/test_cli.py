@@ -1,7 +1,7 @@
 import pytest
 
 from dforce.cli import main
-from helpers import TINY
+from helpers import DATA, TINY
 
 
 def test_help_lists_commands(capsys):
@@ -78,7 +78,10 @@ def test_demo_end_to_end_with_few_steps(tmp_path, capsys):
     import json
 
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--steps", "20", "--no-progress", "--results", str(tmp_path / "r.json")]) == 0
+    exchange = DATA / "timeseries" / "exchange_rate_nips.tar.gz"
+    extra = ["--exchange-data", str(exchange)] if exchange.is_file() else []
+    assert main(["demo", "--out", str(out), "--steps", "20", "--no-progress", "--results", str(tmp_path / "r.json"),
+                 *extra]) == 0
     printed = capsys.readouterr().out
     for name in ("schedules.png", "rollout_stabilized.png", "rollout_no_stabilization.png", "loss.png"):
         assert (out / name).stat().st_size > 0 and name in printed
@@ -86,3 +89,6 @@ def test_demo_end_to_end_with_few_steps(tmp_path, capsys):
     assert summary["metrics"]["rollout"]["stabilized"]["finite"] is True
     assert summary["rollout_length"] == 10 * summary["training_length"]
     assert summary["command"].startswith("dforce demo") and summary["git_commit"]
+    if extra:  # the forecast step with the shipped checkpoint
+        assert (out / "forecast" / "fan_window4.png").stat().st_size > 0
+        assert 0 < summary["metrics"]["forecast_exchange"]["crps_sum"] < 0.05

@@ -100,18 +100,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args.config, args.overrides)
     name = "default" if args.config == "default" else Path(args.config).stem
     out = args.out or Path("runs") / name
-    if cfg.data.name == "maze2d":
-        from .tasks.planning import train_planner
-
-        train_planner(cfg, out, resume=args.resume, progress=not args.no_progress)
-        print(f"model: {out / 'model'}")
-        return 0
-    if cfg.data.name == "timeseries":
+    if cfg.data.name == "timeseries":  # returns the checkpoint it selected on validation
         from .tasks.forecasting import train_forecaster
 
         print(f"model: {train_forecaster(cfg, out, resume=args.resume, progress=not args.no_progress)}")
         return 0
-    train_run(cfg, out, resume=args.resume, progress=not args.no_progress)
+    if cfg.data.name == "maze2d":
+        from .tasks.planning import train_planner
+
+        train_planner(cfg, out, resume=args.resume, progress=not args.no_progress)
+    else:
+        train_run(cfg, out, resume=args.resume, progress=not args.no_progress)
     print(f"model: {out / 'model'}")
     return 0
 
@@ -182,8 +181,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"eval": cmd_eval, "data": cmd_data, "train": cmd_train, "sample": cmd_sample, "forecast": cmd_forecast, "schedule": cmd_schedule,
-            "show-config": cmd_show_config, "demo": cmd_demo}
+COMMANDS = {"eval": cmd_eval, "data": cmd_data, "train": cmd_train, "sample": cmd_sample, "forecast": cmd_forecast,
+            "schedule": cmd_schedule, "show-config": cmd_show_config, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

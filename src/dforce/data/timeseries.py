@@ -210,11 +210,16 @@ def _assemble(name: str, train: list[dict], test: list[dict], freq: str, pl: int
     return MultivariateSeries(name, train_arr, tuple(windows), freq, start, int(pl))
 
 
-def _common_start(starts: list, name: str):
-    """The shared start of all entries as a pandas Timestamp (aligned multivariate data)."""
+def as_timestamp(start: Any):
+    """A pandas Timestamp from a Timestamp, a pandas Period (GluonTS starts) or anything pd.Timestamp takes."""
     import pandas as pd
 
-    stamps = {(s.to_timestamp() if isinstance(s, pd.Period) else pd.Timestamp(s)) for s in starts}
+    return start.to_timestamp() if isinstance(start, pd.Period) else pd.Timestamp(start)
+
+
+def _common_start(starts: list, name: str):
+    """The shared start of all entries as a pandas Timestamp (aligned multivariate data)."""
+    stamps = {as_timestamp(s) for s in starts}
     if len(stamps) != 1:
         raise ValueError(f"{name}: series must share one start to be stacked, got {sorted(stamps)[:5]}")
     return stamps.pop()
@@ -288,7 +293,7 @@ def _as_index(index):
         return index
     if isinstance(index, tuple) and len(index) == 3:
         start, freq, length = index
-        return pd.date_range(start=pd.Timestamp(start), periods=int(length), freq=freq)
+        return pd.date_range(start=as_timestamp(start), periods=int(length), freq=freq)
     raise TypeError(f"index must be a pandas DatetimeIndex/PeriodIndex or (start, freq, length); got {type(index)}")
 
 

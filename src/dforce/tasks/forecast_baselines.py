@@ -6,13 +6,12 @@ exactly like :meth:`Forecaster.sample`, so one evaluator scores them all.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
+
+from .forecast_metrics import quietly
 
 SEASONS = {"B": 5, "D": 7, "h": 24, "H": 24}  # seasonal-naive period per pandas frequency
 
@@ -64,8 +63,7 @@ def deepar(train: np.ndarray, start: Any, freq: str, histories: Sequence[np.ndar
                         "enable_model_summary": False, "logger": False,
                         "default_root_dir": run_dir},
     )
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with quietly():
         data = ListDataset([{"start": start, "target": row} for row in train], freq=freq)
         predictor = estimator.train(data)
         out = []

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         tic = time.time()
         per_seed, fan = [], None
         for seed in range(args.seeds):
-            samples = _samples(method, seed, args, base, fd)
+            samples = _samples(method, seed, args, base, fd, cfg.forecast.samples)
             per_seed.append(_score(fd, samples))
             fan = samples if seed == 0 else fan
             log.info("%s %s seed %d: %s", fd.series.name, method, seed, per_seed[-1])
@@ -122,13 +122,13 @@ def _base_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _samples(method: str, seed: int, args: argparse.Namespace, base: list[str], fd: ForecastData) -> np.ndarray:
+def _samples(method: str, seed: int, args: argparse.Namespace, base: list[str], fd: ForecastData,
+             S: int) -> np.ndarray:
     """(W, S, P, N) sample paths of ``method`` for the test windows."""
     from . import forecast_baselines as baselines
 
     P, C = fd.spec.prediction_length, fd.spec.context_length
     histories = [h[:, :-P] for h in fd.series.test]
-    S = load_config(_config_path(args), base).forecast.samples
     if method == "random_walk":
         return baselines.random_walk(histories, P, C, S, seed)
     if method == "seasonal_naive":

@@ -13,9 +13,17 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
+
+@contextlib.contextmanager
+def quietly() -> Iterator[None]:
+    """Silence GluonTS/Lightning: their progress bars on stderr and their pandas deprecation warnings."""
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
 
 QUANTILES = tuple(np.round(np.arange(1, 20) / 20, 2).tolist())  # 0.05 .. 0.95
 
@@ -65,8 +73,6 @@ def gluonts_metrics(histories: Sequence[np.ndarray], samples: np.ndarray, start:
         targets.append(pd.DataFrame(hist.T, index=index))
         forecasts.append(SampleForecast(samples=paths, start_date=index[-P]))
     evaluator = MultivariateEvaluator(quantiles=QUANTILES, target_agg_funcs={"sum": np.sum}, num_workers=None)
-    # GluonTS draws a progress bar per dimension and warns about pandas deprecations: keep both quiet
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with quietly():  # a progress bar per dimension, pandas deprecation warnings
         agg, _ = evaluator(iter(targets), iter(forecasts), num_series=len(forecasts))
     return {ours: float(agg[theirs]) for theirs, ours in REPORTED.items()}

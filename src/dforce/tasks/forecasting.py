@@ -102,7 +102,7 @@ def protocol_for(series: MultivariateSeries, cfg: ForecastConfig) -> ForecastDat
 
 def time_feature_table(start: Any, freq: str, length: int) -> np.ndarray:
     """(length, F) GluonTS time features of the steps from ``start`` (a timestamp or pandas Period)."""
-    return time_features((start.to_timestamp() if hasattr(start, "to_timestamp") else start, freq, length))
+    return time_features((start, freq, length))
 
 
 def training_sequences(fd: ForecastData) -> Sequences:

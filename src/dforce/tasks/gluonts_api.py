@@ -23,14 +23,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..config import RunConfig, load_config
-from ..data.timeseries import MultivariateSeries
+from ..data.timeseries import MultivariateSeries, as_timestamp
 from .forecasting import Forecaster, protocol_for, train_forecaster
-
-
-def _start_timestamp(start: Any) -> Any:
-    import pandas as pd
-
-    return start.to_timestamp() if isinstance(start, pd.Period) else pd.Timestamp(start)
 
 
 def _as_multivariate(training_data: Iterable[dict], freq: str, prediction_length: int) -> MultivariateSeries:
@@ -47,7 +41,7 @@ def _as_multivariate(training_data: Iterable[dict], freq: str, prediction_length
             raise ValueError("univariate training entries must share one start and one length to be modelled "
                              f"jointly; got {len(starts)} starts and lengths {sorted(lengths)[:5]}")
         target = np.stack([np.asarray(e["target"], dtype=np.float32) for e in entries])
-    start = _start_timestamp(entries[0]["start"])
+    start = as_timestamp(entries[0]["start"])
     return MultivariateSeries("gluonts", target, (), freq, start, prediction_length)
 
 
@@ -72,7 +66,7 @@ def _classes() -> tuple[type, type]:
             if not entries:
                 return
             histories = [np.atleast_2d(np.asarray(e["target"], dtype=np.float32)) for e in entries]
-            starts = [_start_timestamp(e["start"]) for e in entries]
+            starts = [as_timestamp(e["start"]) for e in entries]
             samples = self.forecaster.sample(histories, starts, num_samples or self.num_samples, seed=self.seed)
             freq = self.forecaster.freq
             for entry, hist, paths in zip(entries, histories, samples):

@@ -138,6 +138,18 @@ def test_single_token_rollout_equals_forward(model):
 
 
 @torch.no_grad()
+def test_repeated_state_serves_a_tiled_batch(model):
+    x, k, c = _inputs(model)
+    state = model.append(x[:, :4], k[:, :4], c[:, :4], model.init_state(B))
+    alone = model.forward_chunk(x[:, 4:], k[:, 4:], c[:, 4:], state)
+    other = torch.randn_like(x[:, 4:])
+    tiled = model.forward_chunk(torch.cat([x[:, 4:], other]), torch.cat([k[:, 4:]] * 2), torch.cat([c[:, 4:]] * 2),
+                                model.repeat_state(state, 2))
+    _close(tiled[:B], alone)
+    _close(tiled[B:], model.forward_chunk(other, k[:, 4:], c[:, 4:], state))
+
+
+@torch.no_grad()
 def test_forward_chunk_does_not_mutate_state(model):
     x, k, c = _inputs(model)
     state = model.append(x[:, :4], k[:, :4], c[:, :4], model.init_state(B))

@@ -150,6 +150,37 @@ def test_goal_guidance_lowers_the_goal_cost(tiny_model):
     assert goal_cost(x0, model.normalizer, goal[:2], K).shape == (2,)
 
 
+@pytest.mark.parametrize("kind", ["distance", "squared"])
+@pytest.mark.parametrize("weighting", ["constant", "variance"])
+def test_every_guidance_variant_lowers_the_goal_cost(tiny_model, kind, weighting):
+    model = DiffusionForcingModel.from_pretrained(tiny_model)
+    obs, goal = np.tile([3.0, 1.0, 0.0, 0.0], (8, 1)), np.tile([1.0, 3.0], (8, 1))
+
+    def dist(scale):
+        planner = Planner(model, "df", episode_length=H * K, guidance_scale=scale, guidance_weighting=weighting,
+                          goal_cost=kind, seed=3)
+        plan = planner.plan(obs, goal)
+        return np.linalg.norm(plan.observations[..., :2] - goal[:, None], axis=-1).sum(1).mean()
+
+    assert dist(0.5) < dist(0.0)
+    with pytest.raises(ValueError, match="goal_cost"):
+        Planner(model, "df", goal_cost="manhattan")
+
+
+def test_goal_cost_kinds_against_a_direct_computation(tiny_model):
+    model = DiffusionForcingModel.from_pretrained(tiny_model)
+    obs = torch.randn(2, 3 * K, 4) + 2.0
+    actions = torch.zeros(2, 3 * K, 2)
+    tokens = torch.cat([obs, actions], -1).reshape(2, 3, K * 6)       # frame-major [o (4), a (2)] per step
+    x0, goal = model.normalizer.normalize(tokens), torch.tensor([[1.0, 1.0], [3.0, 2.0]])
+    d = (obs[..., :2] - goal[:, None]).norm(dim=-1)                        # (2, 3 K)
+    torch.testing.assert_close(goal_cost(x0, model.normalizer, goal, K), d.sum(1), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(goal_cost(x0, model.normalizer, goal, K, kind="squared"), (d ** 2).sum(1),
+                               rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(goal_cost(x0, model.normalizer, goal, K, valid_frames=5, kind="squared"),
+                               (d[:, :5] ** 2).sum(1), rtol=1e-4, atol=1e-3)
+
+
 # ---- PD tracker in the real environment -------------------------------------------------------------
 
 def test_pd_tracker_drives_the_ball_to_a_nearby_waypoint():

@@ -133,6 +133,57 @@ def test_monte_carlo_guidance_redraws_only_fresh_tokens():
         assert torch.equal(other[:, :2], x[:, :2]) and not torch.allclose(other[:, 2:], x[:, 2:])
 
 
+class NoRepeat(torch.nn.Module):
+    """Hides ``repeat_state`` so Monte Carlo samples run one after another."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def init_state(self, batch):
+        return self.net.init_state(batch)
+
+    def forward_chunk(self, x, k, cond, state):
+        return self.net.forward_chunk(x, k, cond, state)
+
+    def append(self, x, k, cond, state):
+        return self.net.append(x, k, cond, state)
+
+
+@pytest.mark.parametrize("wrap", [lambda n: n, Recompute])
+@pytest.mark.parametrize("weighting", ["constant", "variance"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_batched_monte_carlo_guidance_equals_sequential(wrap, weighting, batch):
+    net, schedule = _gru(cond_dim=2), NoiseSchedule.make(100)
+    ctx, cond = torch.randn(batch, 2, 3, dtype=torch.float64), torch.randn(batch, 8, 2, dtype=torch.float64)
+    guidance = MonteCarloGuidance(_goal_cost, 2.0, 4, weighting=weighting)
+
+    def run(model):
+        return sample(model, schedule, pyramid(6, 6, 1), context=ctx, cond=cond, guidance=guidance,
+                      generator=torch.Generator().manual_seed(0))
+    batched, sequential = run(wrap(net)), run(NoRepeat(wrap(net)))
+    assert torch.allclose(batched, sequential, atol=1e-10)
+    assert not torch.allclose(batched, run_plain(net, schedule, ctx, cond), atol=1e-3)
+
+
+def run_plain(net, schedule, ctx, cond):
+    return sample(net, schedule, pyramid(6, 6, 1), context=ctx, cond=cond, generator=torch.Generator().manual_seed(0))
+
+
+def test_variance_weighted_guidance_leaves_clean_tokens_alone():
+    x = torch.randn(2, 4, 3)
+    fresh = torch.zeros(2, 4, dtype=torch.bool)
+    noise_var = torch.tensor([0.0, 0.0, 0.5, 1.0]).reshape(1, 4, 1)
+    guided = CostGuidance(lambda x0: x0.sum((1, 2)), 0.1, weighting="variance").guided_x0(
+        lambda xx: xx * 1.0, x, fresh, noise_var=noise_var)
+    assert torch.equal(guided[:, :2], x[:, :2])                      # sigma^2 = 0: no push
+    assert torch.allclose(guided[:, 2:], x[:, 2:] - 0.1 * noise_var[:, 2:])   # d(sum)/dx = 1
+    with pytest.raises(ValueError, match="noise_var"):
+        CostGuidance(lambda x0: x0.sum((1, 2)), 0.1, weighting="variance").guided_x0(lambda xx: xx, x, fresh)
+    with pytest.raises(ValueError, match="weighting"):
+        CostGuidance(lambda x0: x0.sum((1, 2)), 0.1, weighting="linear")
+
+
 def test_history_guidance_scale_one_equals_plain_and_other_scales_differ():
     net, schedule = _gru(), NoiseSchedule.make(100)
     ctx = torch.randn(2, 4, 3, dtype=torch.float64)

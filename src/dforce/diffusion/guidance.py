@@ -24,17 +24,32 @@ from torch import Tensor
 Cost = Callable[[Tensor], Tensor]  # x0_hat (B, H, *D) -> cost (B,)
 
 
+Weighting = ("constant", "variance")
+
+
 @dataclass(frozen=True)
 class CostGuidance:
-    """Guide by ``cost(x0_hat) -> (B,)``: x0_hat <- x0_hat - scale * d cost / d x_k."""
+    """Guide by ``cost(x0_hat) -> (B,)``: x0_hat <- x0_hat - scale * w_k * d cost / d x_k.
+
+    ``weighting="constant"`` uses w_k = 1 at every noise level. ``"variance"`` uses
+    w_k = sigma_k^2, the per-token noise variance: the x0-space form of classifier
+    guidance on the score (x0_hat = (x_k + sigma_k^2 score) / alpha_k, up to the
+    1/alpha_k factor that would diverge at pure noise). It pushes hard while a token is
+    still noisy, when the model can make the whole token (e.g. states *and* the actions
+    that reach them) agree with the push, and fades out near clean, where a push would
+    only move the guided coordinates.
+    """
 
     cost: Cost
     scale: float
     samples: int = 1
+    weighting: str = "constant"
 
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.weighting not in Weighting:
+            raise ValueError(f"weighting must be one of {Weighting}, got {self.weighting!r}")
 
     def guided_x0(
         self,
@@ -42,36 +57,51 @@ class CostGuidance:
         x: Tensor,
         fresh: Tensor,
         generator: torch.Generator | None = None,
+        noise_var: Tensor | None = None,
+        batched: bool = False,
     ) -> Tensor:
         """Guided x0 estimate (B, H, *D), detached.
 
-        denoise: x_k (B, H, *D) -> x0_hat, differentiable. fresh: (B, H) bool, tokens that
-        are still pure noise and are redrawn for every Monte Carlo sample after the first.
-        Samples run one after another so memory stays that of a single pass.
+        denoise: x_k (n B, H, *D) -> x0_hat, differentiable; n > 1 only with ``batched``.
+        fresh: (B, H) bool, tokens that are still pure noise and are redrawn for every
+        Monte Carlo sample after the first. noise_var: sigma_k^2 broadcastable to x
+        (needed for ``weighting="variance"``). ``batched`` evaluates all samples in one
+        call of batch ``samples * B`` (sample-major); otherwise they run one after
+        another and memory stays that of a single pass.
         """
+        if self.weighting == "variance" and noise_var is None:
+            raise ValueError("weighting='variance' needs noise_var")
         leaf = x.detach().requires_grad_(True)
         redraw = fresh.reshape(*fresh.shape, *([1] * (x.ndim - 2)))
-        grad = torch.zeros_like(x)
-        first = None
-        for i in range(self.samples):
-            with torch.enable_grad():  # callers usually sample under no_grad
-                x_i = leaf if i == 0 else torch.where(redraw, _randn_like(x, generator), leaf)
-                x0_hat = denoise(x_i)
-                cost = self.cost(x0_hat)
-                if cost.shape != x.shape[:1]:
-                    raise ValueError(f"cost must return shape {tuple(x.shape[:1])}, got {tuple(cost.shape)}")
-                (g,) = torch.autograd.grad(cost.sum(), leaf)
-            grad += g / self.samples
-            if first is None:
-                first = x0_hat.detach()
-        return first - self.scale * grad
+        draws = (leaf if i == 0 else torch.where(redraw, _randn_like(x, generator), leaf) for i in range(self.samples))
+        with torch.enable_grad():  # callers usually sample under no_grad
+            if batched and self.samples > 1:
+                x0_all = denoise(torch.cat(list(draws))).split(x.shape[0])
+                (grad,) = torch.autograd.grad(sum(self._cost(x0, x) for x0 in x0_all), leaf)
+                first = x0_all[0].detach()
+            else:
+                grad, first = torch.zeros_like(x), None
+                for x_i in draws:
+                    x0_hat = denoise(x_i)
+                    (g,) = torch.autograd.grad(self._cost(x0_hat, x), leaf)
+                    grad += g
+                    first = x0_hat.detach() if first is None else first
+        weight = self.scale / self.samples * (noise_var if self.weighting == "variance" else 1.0)
+        return first - weight * grad
+
+    def _cost(self, x0_hat: Tensor, x: Tensor) -> Tensor:
+        """Summed cost of one sample's x0 estimate; checks the cost's shape."""
+        cost = self.cost(x0_hat)
+        if cost.shape != x.shape[:1]:
+            raise ValueError(f"cost must return shape {tuple(x.shape[:1])}, got {tuple(cost.shape)}")
+        return cost.sum()
 
 
 class MonteCarloGuidance(CostGuidance):
     """Cost guidance averaged over ``samples`` redraws of the not-yet-denoised future (default 8)."""
 
-    def __init__(self, cost: Cost, scale: float, samples: int = 8):
-        super().__init__(cost, scale, samples)
+    def __init__(self, cost: Cost, scale: float, samples: int = 8, weighting: str = "constant"):
+        super().__init__(cost, scale, samples, weighting)
 
 
 @dataclass(frozen=True)

@@ -90,12 +90,20 @@ def denoise_chunk(
     B = x.shape[0]
     known = None if inpaint is None else inpaint.mask.reshape(*inpaint.mask.shape, *([1] * (x.ndim - 2)))
 
+    # Monte Carlo guidance evaluates its samples as one batch when the model can tile its state.
+    batched = guidance is not None and guidance.samples > 1 and hasattr(model, "repeat_state")
+    tiled: dict[int, tuple[Any, Any]] = {1: (state, None if history is None else history[1])}
+
     def predict(x_in: Tensor, k: Tensor) -> Tensor:
-        pred = model.forward_chunk(x_in, k, cond, state)
+        n = x_in.shape[0] // B   # > 1 for Monte Carlo samples stacked sample-major
+        if n not in tiled:
+            tiled[n] = tuple(None if s_ is None else model.repeat_state(s_, n) for s_ in tiled[1])
+        past, past_free = tiled[n]
+        c = _tile(cond, n, B)
+        pred = model.forward_chunk(x_in, k, c, past)
         if history is not None:
-            rule, state_free = history
-            free = model.forward_chunk(x_in, k, cond, state_free)
-            pred = free + rule.scale * (pred - free)
+            free = model.forward_chunk(x_in, k, c, past_free)
+            pred = free + history[0].scale * (pred - free)
         return pred
 
     for m in range(len(grid) - 1):
@@ -106,13 +114,15 @@ def denoise_chunk(
         a, s = schedule.coefficients(k_in, x_in)
 
         def to_x0(xx: Tensor) -> Tensor:
-            return x0_eps_from(predict(xx, k_in), xx, a, s, target)[0]
+            n = xx.shape[0] // B
+            kk, aa, ss = _tile(k_in, n, B), _tile(a, n, B), _tile(s, n, B)
+            return x0_eps_from(predict(xx, kk), xx, aa, ss, target)[0]
 
         if guidance is None:
             with torch.no_grad():
                 x0_hat, eps_hat = x0_eps_from(predict(x_in, k_in), x_in, a, s, target)
         else:
-            x0_hat = guidance.guided_x0(to_x0, x_in, k_in == K, generator)
+            x0_hat = guidance.guided_x0(to_x0, x_in, k_in == K, generator, noise_var=s**2, batched=batched)
             eps_hat = eps_from_x0(x0_hat, x_in, a, s)
 
         ac_from, ac_to = schedule.alpha_bar(k_from, x), schedule.alpha_bar(k_to, x)
@@ -131,6 +141,14 @@ def denoise_chunk(
     if known is not None:
         x = torch.where(known, inpaint.values.to(x), x)
     return x
+
+
+def _tile(t: Tensor | None, n: int, batch: int) -> Tensor | None:
+    """``t`` with a leading ``batch`` dim repeated n times (sample-major, like ``torch.cat([t] * n)``);
+    anything else (None, a broadcast size-1 dim when batch > 1) is returned as is."""
+    if t is None or n == 1 or t.shape[0] != batch:
+        return t
+    return t.repeat(n, *([1] * (t.ndim - 1)))
 
 
 def _inpaint_inputs(schedule: NoiseSchedule, inpaint: Inpaint, known: Tensor, x: Tensor, k: Tensor,

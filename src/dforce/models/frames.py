@@ -109,6 +109,10 @@ class FrameDenoiser(nn.Module):
         s = self.size // 4
         return p.new_zeros(batch, self.hidden, s, s)
 
+    def repeat_state(self, state: Tensor, n: int) -> Tensor:
+        """The state for the batch tiled ``n`` times, sample-major: (n B, 2 * width, size/4, size/4)."""
+        return state.repeat(n, 1, 1, 1)
+
     def forward_chunk(self, x: Tensor, k: Tensor, cond: Tensor | None, state: Tensor) -> Tensor:
         """Predict frames x (B, T', C, H, W) after the past summarised by ``state``."""
         feats, emb = self._encode(x, k, cond, state)

@@ -16,6 +16,10 @@ that long rollouts do not recompute the past at every denoising step:
 * ``append(x, k, cond, state)`` commits finished tokens (labelled with the level
   they are committed at) and returns the new state.
 
+Optionally, ``repeat_state(state, n)`` returns the state of the batch tiled ``n``
+times (sample-major, like ``torch.cat([x] * n)``), which lets Monte Carlo guidance
+evaluate all its samples in one batched call.
+
 ``forward_chunk(x, k, cond, init_state(B))`` equals ``forward(x, k, cond)``, and
 ``forward_chunk(x2, k2, c2, append(x1, k1, c1, init_state(B)))`` equals the last
 part of ``forward(cat(x1, x2), ...)``: streaming is an optimisation, never a

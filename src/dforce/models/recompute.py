@@ -50,6 +50,12 @@ class Recompute(nn.Module):
     def init_state(self, batch: int) -> Past:
         return Past(batch=batch)
 
+    def repeat_state(self, state: Past, n: int) -> Past:
+        """The committed past for the batch tiled ``n`` times, sample-major."""
+        def tile(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.repeat(n, *([1] * (t.ndim - 1)))
+        return Past(state.batch * n, tile(state.x), tile(state.k), tile(state.cond))
+
     def forward_chunk(self, x: Tensor, k: Tensor, cond: Tensor | None, state: Past) -> Tensor:
         """model(cat(past, x)) restricted to the chunk: (B, T', *D)."""
         if state.x is None:

@@ -62,6 +62,10 @@ class GRUDenoiser(nn.Module):
         w = self.gru.weight_hh_l0
         return torch.zeros(self.depth, batch, self.width, device=w.device, dtype=w.dtype)
 
+    def repeat_state(self, state: Tensor, n: int) -> Tensor:
+        """The state for the batch tiled ``n`` times, sample-major: (depth, n B, width)."""
+        return state.repeat(1, n, 1)
+
     def forward_chunk(self, x: Tensor, k: Tensor, cond: Tensor | None, state: Tensor) -> Tensor:
         """Predict the chunk x (B, T', token_dim) after the past summarised by ``state``."""
         self._check_state(state, x.shape[0])

@@ -148,6 +148,11 @@ class CausalTransformer(nn.Module):
         n = len(self.blocks)
         return KVCache(keys=(empty,) * n, values=(empty,) * n, pos=0)
 
+    def repeat_state(self, state: KVCache, n: int) -> KVCache:
+        """The cache for the batch tiled ``n`` times, sample-major."""
+        return KVCache(tuple(t.repeat(n, 1, 1, 1) for t in state.keys),
+                       tuple(t.repeat(n, 1, 1, 1) for t in state.values), state.pos)
+
     def forward_chunk(self, x: Tensor, k: Tensor, cond: Tensor | None, state: KVCache) -> Tensor:
         """Predict x (B, T', token_dim) after the cached past; ``state`` is untouched."""
         h, e, _, _ = self._run(x, k, cond, state)

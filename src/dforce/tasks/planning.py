@@ -71,14 +71,25 @@ PD_GAINS = (1.0, 1.0)   # Diffuser's maze2d tracker: a = (p* - p) + (v* - v)
 
 # ---- pure pieces ---------------------------------------------------------------------------------
 
-def goal_cost(x0_hat: Tensor, normalizer: Any, goal: Tensor, frame_stack: int, valid_frames: int | None = None) -> Tensor:
-    """Sum over planned frames of ``||position - goal||`` (maze units), (B,).
+GOAL_COSTS = ("distance", "squared")
+
+
+def goal_cost(x0_hat: Tensor, normalizer: Any, goal: Tensor, frame_stack: int, valid_frames: int | None = None,
+              kind: str = "distance") -> Tensor:
+    """Sum over planned frames of ``||position - goal||`` (``kind="distance"``, the paper's) or of its
+    square (``"squared"``), in maze units, (B,).
 
     x0_hat: (B, H, 6 k) normalized tokens; goal: (B, 2); frames at index >= ``valid_frames``
     (past the episode's end) do not count. Differentiable; the distance is smoothed at 0.
+    The distance pulls every frame with the same force however close it is, so a plan
+    already at the goal keeps being pushed across it; the square's pull fades at the goal.
     """
+    if kind not in GOAL_COSTS:
+        raise ValueError(f"goal cost must be one of {GOAL_COSTS}, got {kind!r}")
     obs, _ = unstack_frames(normalizer.unnormalize(x0_hat), frame_stack)            # (B, N, 4)
-    dist = ((obs[..., :2] - goal[:, None, :].to(obs)) ** 2).sum(-1).add(1e-8).sqrt()  # (B, N)
+    dist = ((obs[..., :2] - goal[:, None, :].to(obs)) ** 2).sum(-1)                  # (B, N) squared
+    if kind == "distance":
+        dist = dist.add(1e-8).sqrt()
     if valid_frames is not None and valid_frames < dist.shape[1]:
         dist = dist[:, :valid_frames]
     return dist.sum(1)
@@ -139,7 +150,9 @@ class Planner:
     """
 
     def __init__(self, model: DiffusionForcingModel, method: str = "df", *, episode_length: int | None = None,
-                 guidance_scale: float | None = None, mcg_samples: int | None = None,
+                 guidance_scale: float | None = None, guidance_weighting: str | None = None,
+                 goal_cost: str | None = None,
+                 mcg_samples: int | None = None,
                  replan_every: int | None = None, horizon: int | None = None, steps: int | None = None,
                  slope: float | None = None, pd_gains: tuple[float, float] = PD_GAINS, seed: int = 0,
                  keep_history: bool = False, keep_rows: bool = False):
@@ -155,6 +168,10 @@ class Planner:
         self.steps = int(steps or model.sampling_cfg.steps)
         self.slope = float(model.sampling_cfg.slope if slope is None else slope)
         self.guidance_scale = float(info.get("guidance_scale", 0.0) if guidance_scale is None else guidance_scale)
+        self.guidance_weighting = guidance_weighting or info.get("guidance_weighting", "constant")
+        self.goal_cost = goal_cost or info.get("goal_cost", "distance")
+        if self.goal_cost not in GOAL_COSTS:
+            raise ValueError(f"goal_cost must be one of {GOAL_COSTS}, got {self.goal_cost!r}")
         self.mcg_samples = int(info.get("mcg_samples", 8) if mcg_samples is None else mcg_samples)
         self.replan_every = int(info.get("replan_every", self.frame_stack) if replan_every is None else replan_every)
         self.episode_length = int(episode_length or EPISODE_LENGTH[info["maze"]])
@@ -189,11 +206,11 @@ class Planner:
         """The planning protocol as a JSON-ready dict."""
         return {"method": self.method, **asdict(self.spec), "horizon_tokens": self.horizon,
                 "frame_stack": self.frame_stack, "sampling_steps": self.steps, "slope": self.slope,
-                "guidance_scale": self.guidance_scale,
+                "guidance_scale": self.guidance_scale, "guidance_weighting": self.guidance_weighting,
                 "mcg_samples": self.mcg_samples if self.spec.mcg else 1, "replan_every": self.replan_every,
                 "episode_length": self.episode_length,
                 "pd_gains": list(self.pd_gains) if self.spec.execute == "pd" else None,
-                "guidance_cost": "sum over planned frames of ||position - goal||",
+                "guidance_cost": f"sum over planned frames of ||position - goal||{'^2' if self.goal_cost == 'squared' else ''}",
                 "context": "none (fresh state; current observation conditions the first token)"}
 
     # -- planning -----------------------------------------------------------------------------------
@@ -204,10 +221,11 @@ class Planner:
     def guidance(self, goal: Tensor, valid_frames: int) -> CostGuidance | None:
         if self.guidance_scale == 0:
             return None
-        cost = (lambda x0: goal_cost(x0, self.model.normalizer, goal, self.frame_stack, valid_frames))  # noqa: E731
+        cost = (lambda x0: goal_cost(x0, self.model.normalizer, goal, self.frame_stack, valid_frames,  # noqa: E731
+                                     self.goal_cost))
         if self.spec.mcg:
-            return MonteCarloGuidance(cost, self.guidance_scale, self.mcg_samples)
-        return CostGuidance(cost, self.guidance_scale, 1)
+            return MonteCarloGuidance(cost, self.guidance_scale, self.mcg_samples, self.guidance_weighting)
+        return CostGuidance(cost, self.guidance_scale, 1, self.guidance_weighting)
 
     def plan(self, obs: Any, goal: Any, remaining: int | None = None) -> Plan:
         """Plan from observations (B, 4) (or (4,)) towards goals (B, 2) (or (2,)) for ``remaining`` env steps.

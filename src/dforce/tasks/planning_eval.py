@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=50, help="environments stepped together (default 50)")
     parser.add_argument("--replan-every", type=int, default=None, help="env steps executed per plan (default: the model's)")
     parser.add_argument("--guidance-scale", type=float, default=None, help="goal guidance scale (default: the model's)")
+    parser.add_argument("--guidance-weighting", choices=("variance", "constant"), default=None,
+                        help="guidance push per noise level (default: the model's)")
+    parser.add_argument("--goal-cost", choices=("distance", "squared"), default=None,
+                        help="per-frame guidance cost: distance to the goal or its square (default: the model's)")
     parser.add_argument("--mcg-samples", type=int, default=None, help="Monte Carlo Guidance samples (default: the model's)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps per token (default: the model's)")
     parser.add_argument("--slope", type=float, default=None, help="pyramid slope (default: the model's)")
@@ -134,6 +138,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         raise ValueError(f"--checkpoint {str(args.checkpoint)!r} was trained on maze2d-{trained}, not --env {args.env!r}")
     length = args.max_steps or EPISODE_LENGTH[maze]
     planner = Planner(model, args.method, episode_length=length, guidance_scale=args.guidance_scale,
+                      guidance_weighting=args.guidance_weighting, goal_cost=args.goal_cost,
                       mcg_samples=args.mcg_samples, replan_every=args.replan_every, horizon=args.horizon,
                       steps=args.steps, slope=args.slope, pd_gains=PD_GAINS, seed=args.seed)
     tic = time.time()

@@ -184,6 +184,29 @@ def test_variance_weighted_guidance_leaves_clean_tokens_alone():
         CostGuidance(lambda x0: x0.sum((1, 2)), 0.1, weighting="linear")
 
 
+@pytest.mark.parametrize("levels", [autoregressive(6, 4), pyramid(6, 4, 1)])
+@pytest.mark.parametrize("guided", [False, True])
+@pytest.mark.parametrize("step", ["ddim", "ddpm"])
+def test_committing_finished_tokens_changes_nothing(levels, guided, step):
+    """Finished leading tokens are committed to the state and dropped from later rows; an
+    inpainting mask with nothing known switches that off and must give the same chunk."""
+    net, schedule = _gru(cond_dim=2), NoiseSchedule.make(100)
+    ctx, cond = torch.randn(3, 2, 3, dtype=torch.float64), torch.randn(3, 8, 2, dtype=torch.float64)
+    nothing_known = Inpaint(torch.zeros(3, 6, 3, dtype=torch.float64), torch.zeros(3, 6, dtype=torch.bool))
+    rows = []
+
+    def run(inpaint):
+        return sample(net, schedule, levels, context=ctx, cond=cond, step=step,
+                      guidance=CostGuidance(_goal_cost, 2.0) if guided else None, inpaint=inpaint,
+                      generator=torch.Generator().manual_seed(0), callback=rows.append)
+    pruned, plain = run(None), run(nothing_known)
+    torch.testing.assert_close(pruned, plain)
+    half = len(rows) // 2
+    for a, b in zip(rows[:half], rows[half:]):              # every row's x and x0 estimate, whole chunk
+        torch.testing.assert_close(a["x"], b["x"])
+        assert a["x0_hat"].shape == b["x0_hat"].shape == (3, 6, 3)
+
+
 def test_history_guidance_scale_one_equals_plain_and_other_scales_differ():
     net, schedule = _gru(), NoiseSchedule.make(100)
     ctx = torch.randn(2, 4, 3, dtype=torch.float64)

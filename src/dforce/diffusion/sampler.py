@@ -9,6 +9,7 @@ so the model treats its own output as slightly noisy and errors do not compound.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Literal, get_args
 
 import torch
@@ -92,6 +93,11 @@ def denoise_chunk(
 
     # Monte Carlo guidance evaluates its samples as one batch when the model can tile its state.
     batched = guidance is not None and guidance.samples > 1 and hasattr(model, "repeat_state")
+    # Leading tokens that are clean for good are committed to the state and dropped from later
+    # rows: the model is causal, so the remaining tokens' predictions are unchanged, and a
+    # row then costs the unfinished tokens only (half the work of an autoregressive schedule).
+    prune = inpaint is None and history is None
+    done, c_act = 0, cond
     tiled: dict[int, tuple[Any, Any]] = {1: (state, None if history is None else history[1])}
 
     def predict(x_in: Tensor, k: Tensor) -> Tensor:
@@ -99,7 +105,7 @@ def denoise_chunk(
         if n not in tiled:
             tiled[n] = tuple(None if s_ is None else model.repeat_state(s_, n) for s_ in tiled[1])
         past, past_free = tiled[n]
-        c = _tile(cond, n, B)
+        c = _tile(c_act, n, B)
         pred = model.forward_chunk(x_in, k, c, past)
         if history is not None:
             free = model.forward_chunk(x_in, k, c, past_free)
@@ -108,7 +114,11 @@ def denoise_chunk(
 
     for m in range(len(grid) - 1):
         k_from, k_to = grid[m].expand(B, -1), grid[m + 1].expand(B, -1)
-        x_in, k_in = x, k_from
+        finished = _leading_clean(grid[m]) if prune else 0
+        if finished > done:
+            state = model.append(x[:, done:finished], k_from[:, done:finished], _cols(cond, done, finished), state)
+            tiled, done, c_act = {1: (state, None)}, finished, _cols(cond, finished, None)
+        x_in, k_in = x[:, done:], k_from[:, done:]
         if inpaint is not None:
             x_in, k_in = _inpaint_inputs(schedule, inpaint, known, x, k_from, generator)
         a, s = schedule.coefficients(k_in, x_in)
@@ -122,12 +132,14 @@ def denoise_chunk(
             with torch.no_grad():
                 x0_hat, eps_hat = x0_eps_from(predict(x_in, k_in), x_in, a, s, target)
         else:
-            x0_hat = guidance.guided_x0(to_x0, x_in, k_in == K, generator, noise_var=s**2, batched=batched)
+            guide = guidance if done == 0 else replace(guidance, cost=_after(guidance.cost, x[:, :done]))
+            x0_hat = guide.guided_x0(to_x0, x_in, k_in == K, generator, noise_var=s**2, batched=batched)
             eps_hat = eps_from_x0(x0_hat, x_in, a, s)
 
-        ac_from, ac_to = schedule.alpha_bar(k_from, x), schedule.alpha_bar(k_to, x)
+        k_from, k_to = k_from[:, done:], k_to[:, done:]
+        ac_from, ac_to = schedule.alpha_bar(k_from, x_in), schedule.alpha_bar(k_to, x_in)
         needs_noise = step == "ddpm" or eta > 0
-        noise = _randn_like(x, generator) if needs_noise else None
+        noise = _randn_like(x, generator)[:, done:] if needs_noise else None   # whole-chunk draws: same stream either way
         if step == "ddim":
             x_next = ddim_step(x0_hat, eps_hat, ac_from, ac_to, eta, noise)
         else:
@@ -135,12 +147,28 @@ def denoise_chunk(
         moving = (k_to < k_from).reshape(*k_to.shape, *([1] * (x.ndim - 2)))
         if known is not None:
             moving = moving & ~known
-        x = torch.where(moving, x_next, x).detach()
+        x = torch.cat([x[:, :done], torch.where(moving, x_next, x_in)], 1).detach()
         if callback is not None:
-            callback({"row": m + 1, "rows": len(grid) - 1, "k": grid[m + 1], "x": x, "x0_hat": x0_hat})
+            callback({"row": m + 1, "rows": len(grid) - 1, "k": grid[m + 1], "x": x,
+                      "x0_hat": torch.cat([x[:, :done], x0_hat.detach()], 1)})
     if known is not None:
         x = torch.where(known, inpaint.values.to(x), x)
     return x
+
+
+def _leading_clean(row: Tensor) -> int:
+    """How many leading entries of a levels row (H,) are 0: tokens that stay clean from here on."""
+    return int((row == 0).long().cumprod(0).sum())
+
+
+def _cols(t: Tensor | None, lo: int, hi: int | None) -> Tensor | None:
+    """Token columns ``lo:hi`` of a (B, T, ...) tensor, or None."""
+    return None if t is None else t[:, lo:hi]
+
+
+def _after(cost: Any, prefix: Tensor) -> Any:
+    """The chunk's cost seen from its unfinished part: ``cost`` of [prefix, x0 of the rest]."""
+    return lambda x0_rest: cost(torch.cat([prefix, x0_rest], 1))
 
 
 def _tile(t: Tensor | None, n: int, batch: int) -> Tensor | None:

@@ -17,11 +17,15 @@ EVALS = {
     "compositional": ("dforce.tasks.compositional", "memory vs memoryless MPC sampling on the cross dataset (stitching)"),
     "forecasting": ("dforce.tasks.forecast_eval", "DF vs teacher forcing, full sequence, DeepAR and naive baselines (CRPS-sum)"),
     "planning": ("dforce.tasks.planning_eval", "Maze2D planning: DF with MCG vs ablations and Diffuser-like baselines (D4RL score)"),
+    "video": ("dforce.tasks.video_eval", "long video rollouts: MSE/PSNR/SSIM, Frechet distance, divergence, speed"),
+    "imitation": ("dforce.tasks.imitation_eval", "cued Maze2D imitation: DF with memory vs memoryless and teacher forcing, corrupted observations"),
 }
 
 # `dforce data NAME`: same interface, for datasets that are generated or checked.
 DATASETS = {
     "maze2d": ("dforce.tasks.maze2d_data", "regenerate (or load) a D4RL Maze2D random-walk dataset; --check its statistics"),
+    "atari": ("dforce.tasks.atari_data", "record (or load) Atari frames with a sticky random policy, actions as conditioning"),
+    "video-encoder": ("dforce.tasks.video_encoder", "train (or load) the small frame encoder used by the video metrics"),
 }
 
 
@@ -38,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="roll a trained model out from held-out context; writes samples and a plot")
     s.add_argument("checkpoint", type=Path, help="a model directory (config.json + model.safetensors)")
-    s.add_argument("--length", type=int, default=None, help="tokens to generate (default: 10x the training length)")
+    s.add_argument("--length", "--frames", type=int, default=None,
+                   help="tokens (frames) to generate (default: 10x the training length)")
     s.add_argument("--context", type=int, default=4, help="real tokens given as context")
     s.add_argument("--batch", type=int, default=8)
     s.add_argument("--scheduling", default=None, help="full_sequence, autoregressive, pyramid or trapezoid")
@@ -47,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk", type=int, default=None, help="tokens denoised together")
     s.add_argument("--stabilization", type=int, default=None, help="noise level generated context is committed at")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--gif", type=Path, help="video models: GIF of generated | ground truth (default OUT/samples.gif)")
     s.add_argument("--out", type=Path, default=Path("outputs/sample"))
 
     f = sub.add_parser("forecast", help="forecast every test window of a dataset with a trained forecaster")
@@ -64,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--slope", type=float, default=1.0)
     m.add_argument("--plot", type=Path, help="write a heatmap PNG here")
 
+    sub.add_parser("models", help="list the shipped checkpoints (the model zoo): name, task, size, score, command")
+    tb = sub.add_parser("tables", help="regenerate the results tables in README.md and docs/ from results/**/*.json")
+    tb.add_argument("--check", action="store_true", help="only report stale tables; exit 1 when there are any")
     c = sub.add_parser("show-config", help="print the resolved configuration")
     c.add_argument("config", nargs="?", default="default")
     c.add_argument("overrides", nargs="*")
@@ -109,6 +118,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .tasks.planning import train_planner
 
         train_planner(cfg, out, resume=args.resume, progress=not args.no_progress)
+    elif cfg.data.name == "imitation":
+        from .tasks.imitation import train_imitation
+
+        train_imitation(cfg, out, resume=args.resume, progress=not args.no_progress)
+    elif cfg.data.name in ("moving_mnist", "atari"):
+        from .tasks.video import train_video
+
+        train_video(cfg, out, resume=args.resume, progress=not args.no_progress)
     else:
         train_run(cfg, out, resume=args.resume, progress=not args.no_progress)
     print(f"model: {out / 'model'}")
@@ -118,12 +135,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from .tasks.synthetic import sample_run
 
+    if _is_video_checkpoint(args.checkpoint):
+        from .tasks.video import sample_video
+
+        for path in sample_video(args.checkpoint, args.gif, args.out, frames=args.length, context=args.context,
+                                 batch=args.batch, scheduling=args.scheduling, slope=args.slope, steps=args.steps,
+                                 chunk=args.chunk, stabilization=args.stabilization, seed=args.seed):
+            print(path)
+        return 0
     files = sample_run(args.checkpoint, args.out, length=args.length, context=args.context, batch=args.batch,
                        scheduling=args.scheduling, slope=args.slope, steps=args.steps, chunk=args.chunk,
                        stabilization=args.stabilization, seed=args.seed)
     for path in files:
         print(path)
     return 0
+
+
+def _is_video_checkpoint(directory: Path) -> bool:
+    """Whether a model directory's config.json names a video dataset (False when unreadable)."""
+    import json
+
+    try:
+        meta = json.loads((Path(directory) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("extra", {}).get("data", {}).get("name") in ("moving_mnist", "atari")
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
@@ -150,6 +186,23 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
         print(plot_schedule(levels, args.plot, title=f"{args.name} (slope {args.slope})"))
     return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .zoo import table
+
+    print(table())
+    print("load one with DiffusionForcingModel.from_pretrained(NAME) or pass NAME as --checkpoint")
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    from .tables import update
+
+    stale = update(check=args.check)
+    for path in stale:
+        print(f"{'stale' if args.check else 'updated'}: {path}")
+    return 1 if args.check and stale else 0
 
 
 def cmd_show_config(args: argparse.Namespace) -> int:
@@ -182,7 +235,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"eval": cmd_eval, "data": cmd_data, "train": cmd_train, "sample": cmd_sample, "forecast": cmd_forecast,
-            "schedule": cmd_schedule, "show-config": cmd_show_config, "demo": cmd_demo}
+            "schedule": cmd_schedule, "show-config": cmd_show_config, "demo": cmd_demo, "models": cmd_models,
+            "tables": cmd_tables}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,8 +22,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "diffusion.forcing": ("independent", "full_sequence", "teacher_forcing"),
     "sampling.scheduling": ("full_sequence", "autoregressive", "pyramid", "trapezoid"),
     "sampling.step": ("ddim", "ddpm"),
-    "data.name": ("oscillators", "cross", "linear_gaussian", "timeseries", "maze2d"),
+    "data.name": ("oscillators", "cross", "linear_gaussian", "timeseries", "maze2d", "moving_mnist", "atari",
+                  "imitation"),
+    "video.size": (32, 64),
     "planning.maze": ("umaze", "medium", "large"),
+    "imitation.mode": ("memory", "memoryless"),
+    "planning.guidance_weighting": ("variance", "constant"),
+    "planning.goal_cost": ("distance", "squared"),
     "train.device": ("auto", "cpu", "cuda"),
 }
 
@@ -128,9 +133,44 @@ class PlanningConfig:
     frame_stack: int = 10                    # env steps per token (token = k x (obs, action))
     dataset_steps: Optional[int] = None      # None: D4RL's size (1M / 2M / 4M)
     dataset_seed: int = 0                    # seed of the regenerated random-walk dataset
-    guidance_scale: float = 0.03             # goal guidance step on the normalized x0 estimate
+    guidance_scale: float = 2.0              # goal guidance step on the normalized x0 estimate
+    guidance_weighting: str = "constant"     # "constant" (paper) or "variance": push scaled by each token's noise variance
+    goal_cost: str = "distance"              # per-frame cost: "distance" to the goal (paper) or "squared"
     mcg_samples: int = 8                     # Monte Carlo Guidance: sampled futures per guided step
     replan_every: int = 10                   # env steps executed from each plan (MPC)
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """Video data, used when ``data.name`` is ``moving_mnist`` or ``atari`` (see dforce.tasks.video).
+
+    ``data.length`` is the clip length in frames; for moving_mnist ``data.sequences`` is
+    the number of training videos rendered.
+    """
+
+    size: int = 32                           # frame side in pixels: 32 or 64
+    mnist_dir: Optional[str] = None          # MNIST idx files; None: $DFORCE_MNIST_DIR, else ~/.cache/dforce/mnist
+    game: str = "breakout"                   # atari: any ale-py ROM id
+    frames: int = 100_000                    # atari: frames recorded with the sticky random policy
+    sticky: float = 0.75                     # atari: probability of repeating the previous action
+    frame_skip: int = 4                      # atari: emulator frames per recorded frame
+    data_dir: Optional[str] = None           # cache directory; None: ~/.cache/dforce/<dataset>
+
+
+@dataclass(frozen=True)
+class ImitationConfig:
+    """Cued Maze2D imitation with memory, used when ``data.name`` is ``imitation`` (see dforce.tasks.imitation).
+
+    ``memory``: one sequence of ``data.length`` tokens per demo, the first observation (with
+    the cue) conditioning the first token; ``memoryless``: one-token windows conditioned on
+    the current observation (``data.length`` unused). ``data.sequences`` is not used.
+    """
+
+    mode: str = "memory"                     # memory or memoryless
+    frame_stack: int = 5                     # env steps per token (token = k x (next obs, action))
+    demos: int = 1000                        # scripted expert demonstrations
+    demo_seed: int = 0
+    action_noise: float = 0.5                # Gaussian action noise of the expert (D4RL's)
 
 
 @dataclass(frozen=True)
@@ -142,6 +182,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
     planning: PlanningConfig = field(default_factory=PlanningConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    imitation: ImitationConfig = field(default_factory=ImitationConfig)
 
 
 POSITIVE = (
@@ -151,10 +193,11 @@ POSITIVE = (
     "forecast.context_length", "forecast.test_windows", "forecast.val_windows",
     "forecast.samples", "forecast.val_samples",
     "planning.frame_stack", "planning.dataset_steps", "planning.mcg_samples", "planning.replan_every",
+    "video.frames", "video.frame_skip", "imitation.frame_stack", "imitation.demos",
 )
 NON_NEGATIVE = ("sampling.slope", "sampling.eta", "sampling.stabilization", "data.noise", "train.weight_decay",
                 "train.warmup", "train.grad_clip", "train.eval_every", "forecast.max_lag",
-                "planning.guidance_scale")
+                "planning.guidance_scale", "imitation.action_noise")
 UNIT_INTERVAL = ("diffusion.fused_decay", "train.ema_decay")
 
 
@@ -168,7 +211,7 @@ def check(cfg: RunConfig) -> RunConfig:
     """Raise ValueError for any value outside its allowed set or range; return cfg."""
     for key, allowed in CHOICES.items():
         if _get(cfg, key) not in allowed:
-            raise ValueError(f"{key}={_get(cfg, key)!r} is not allowed; choose one of {', '.join(allowed)}")
+            raise ValueError(f"{key}={_get(cfg, key)!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
     for key in POSITIVE:
         value = _get(cfg, key)
         if value is not None and value <= 0:
@@ -188,8 +231,12 @@ def check(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"data.window={cfg.data.window} must lie in [2, data.length={cfg.data.length}]")
     if cfg.data.name == "timeseries" and not cfg.forecast.dataset:
         raise ValueError("data.name=timeseries needs forecast.dataset (a GluonTS name, archive, directory or CSV)")
-    if cfg.data.name == "maze2d" and cfg.model.backbone not in ("rnn", "transformer"):
-        raise ValueError(f"model.backbone={cfg.model.backbone!r} cannot take maze2d tokens; choose one of rnn, transformer")
+    if cfg.data.name in ("moving_mnist", "atari") and cfg.model.backbone != "frames":
+        raise ValueError(f"model.backbone={cfg.model.backbone!r} cannot take video frames; choose frames")
+    if not 0 <= cfg.video.sticky < 1:
+        raise ValueError(f"video.sticky={cfg.video.sticky} must lie in [0, 1)")
+    if cfg.data.name in ("maze2d", "imitation") and cfg.model.backbone not in ("rnn", "transformer"):
+        raise ValueError(f"model.backbone={cfg.model.backbone!r} cannot take {cfg.data.name} tokens; choose one of rnn, transformer")
     return cfg
 
 

@@ -151,12 +151,21 @@ class DiffusionForcingModel(nn.Module):
             self.write_files(tmp)
         return Path(directory)
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload to the Hugging Face Hub (``huggingface_hub`` and a token needed); see :func:`dforce.zoo.push_to_hub`."""
+        from .zoo import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "DiffusionForcingModel":
-        """Load a directory written by :meth:`save_pretrained`."""
+        """Load a directory written by :meth:`save_pretrained`, a zoo name (``dforce models``,
+        e.g. ``"maze2d-umaze"``) or ``hf://owner/repo[@revision]``."""
         from safetensors.torch import load_file
 
-        directory = atomic.recover(directory)
+        from .zoo import resolve
+
+        directory = atomic.recover(resolve(directory))
         config_path, weights_path = directory / "config.json", directory / "model.safetensors"
         if not config_path.is_file() or not weights_path.is_file():
             raise ValueError(f"{str(directory)!r} is not a dforce model directory (needs config.json and model.safetensors)")

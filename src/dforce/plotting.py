@@ -372,3 +372,40 @@ def maze_mpc_frames(walls: Any, trajectory: Any, plans: list[tuple[int, Any]], g
         frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
         plt.close(fig)
     return frames
+
+
+def plot_video_metrics(curves: dict[str, dict[str, list[float]]], path: str | os.PathLike, train_length: int,
+                       thresholds: dict[str, float] | None = None, title: str | None = None) -> Path:
+    """One panel per video metric vs frame index: {metric: {series: values per frame}}.
+
+    Dotted vertical lines mark multiples of the training length; ``thresholds`` draws a
+    horizontal dashed line on the panel of that metric (e.g. the divergence threshold).
+    """
+    if not curves:
+        raise ValueError("curves must hold at least one metric; got an empty dict")
+    plt = _pyplot()
+    n = len(curves)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, (metric, series) in zip(axes.flat, curves.items()):
+        longest = 0
+        for name, values in series.items():
+            ax.plot(range(1, len(values) + 1), values, label=name, lw=1)
+            longest = max(longest, len(values))
+        for m in range(train_length, longest + 1, train_length):
+            if longest // train_length <= 12 or m % (10 * train_length) == 0:
+                ax.axvline(m, color="grey", lw=0.5, ls=":")
+        if thresholds and metric in thresholds:
+            ax.axhline(thresholds[metric], color="red", lw=0.8, ls="--", label="threshold")
+        if longest > 20 * train_length:
+            ax.set_xscale("log")
+        ax.set_title(metric)
+        ax.set_xlabel("generated frame")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

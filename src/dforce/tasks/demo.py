@@ -4,7 +4,10 @@ Writes to ``out``: the scheduling matrices used, a rollout ten times longer than
 the training sequences next to real continuations (with and without
 stabilization), the loss curve, and ``summary.json`` with the numbers. Then, with
 the shipped Exchange checkpoint, a probabilistic forecast of every test window with
-fan charts (``out/forecast``), when the Exchange data can be found.
+fan charts (``out/forecast``), when the Exchange data can be found; and, with the
+shipped Maze2D planner (Medium, else U-Maze), one guided MPC episode with its D4RL
+score, a PNG of the path and plans and a GIF of the re-planning (``out/planning``), when
+MuJoCo is installed (the ``planning`` extra).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ CONTEXT = 8
 ROLLOUT_MULTIPLE = 10
 SEED = 0
 EXCHANGE_CHECKPOINT = Path(__file__).resolve().parents[3] / "checkpoints" / "exchange"
+MAZES = ("medium", "umaze")   # the demo plans in the first maze whose planner is shipped
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +70,16 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
 
     forecast, forecast_files = forecast_step(out / "forecast", exchange, command)
     files += forecast_files
+    plan, plan_files = planning_step(out / "planning", command)
+    files += plan_files
 
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "loss" in r]
     files.append(plot_loss([r["step"] for r in rows], [r["loss"] for r in rows], out / "loss.png"))
     for path in [out / "summary.json"] + ([results] if results else []):
         files.append(write_result(
-            path, {"rollout": stats, "final_loss": rows[-1]["loss"], "forecast_exchange": forecast},
+            path, {"rollout": stats, "final_loss": rows[-1]["loss"], "forecast_exchange": forecast,
+                   "planning": plan},
             wall_time_s=train_s + sample_s, seeds={"data": cfg.data.seed, "train": cfg.train.seed, "sample": SEED},
             train_time_s=round(train_s, 1), sample_time_s=round(sample_s, 1), train_steps=cfg.train.steps,
             rollout_length=length, training_length=cfg.data.length, context=CONTEXT, command=command,
@@ -93,3 +100,31 @@ def forecast_step(out: Path, exchange: str | None, command: list[str] | None) ->
         log.warning("forecast step skipped (%s); point --exchange-data at exchange_rate_nips.tar.gz", err)
         return None, []
     return json.loads((out / "metrics.json").read_text())["metrics"], files
+
+
+def planning_step(out: Path, command: list[str] | None) -> tuple[dict | None, list[Path]]:
+    """One Maze2D episode (seed 0) with the shipped planner: (score record, files), or (None, [])."""
+    import argparse
+
+    from ..zoo import entries
+    from .planning_eval import add_arguments, run as eval_planning
+
+    zoo = entries()
+    shipped = [m for m in MAZES if f"maze2d-{m}" in zoo and zoo[f"maze2d-{m}"].directory.is_dir()]
+    if not shipped:
+        log.warning("planning step skipped: no shipped Maze2D planner (dforce models)")
+        return None, []
+    maze = shipped[0]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--env", f"maze2d-{maze}", "--checkpoint", f"maze2d-{maze}", "--method", "df",
+                              "--episodes", "1", "--batch", "1", "--seed", str(SEED),
+                              "--out", str(Path(out) / f"maze2d-{maze}-df.json"), "--no-progress"])
+    args.command_line = command
+    try:
+        files = eval_planning(args)
+    except ImportError as err:
+        log.warning("planning step skipped (%s); install the planning extra: pip install -e '.[planning]'", err)
+        return None, []
+    metrics = json.loads(files[0].read_text())["metrics"]
+    return {"env": f"maze2d-{maze}", **{key: metrics[key] for key in ("score_mean", "return_mean", "reached_goal_fraction")}}, files

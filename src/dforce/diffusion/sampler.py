@@ -147,7 +147,7 @@ def denoise_chunk(
         moving = (k_to < k_from).reshape(*k_to.shape, *([1] * (x.ndim - 2)))
         if known is not None:
             moving = moving & ~known
-        x = torch.cat([x[:, :done], torch.where(moving, x_next, x_in)], 1).detach()
+        x = torch.cat([x[:, :done], torch.where(moving, x_next, x[:, done:])], 1).detach()
         if callback is not None:
             callback({"row": m + 1, "rows": len(grid) - 1, "k": grid[m + 1], "x": x,
                       "x0_hat": torch.cat([x[:, :done], x0_hat.detach()], 1)})

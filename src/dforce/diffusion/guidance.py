@@ -24,7 +24,7 @@ from torch import Tensor
 Cost = Callable[[Tensor], Tensor]  # x0_hat (B, H, *D) -> cost (B,)
 
 
-Weighting = ("constant", "variance")
+WEIGHTINGS = ("constant", "variance")
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,10 @@ class CostGuidance:
     ``weighting="constant"`` uses w_k = 1 at every noise level. ``"variance"`` uses
     w_k = sigma_k^2, the per-token noise variance: the x0-space form of classifier
     guidance on the score (x0_hat = (x_k + sigma_k^2 score) / alpha_k, up to the
-    1/alpha_k factor that would diverge at pure noise). It pushes hard while a token is
-    still noisy, when the model can make the whole token (e.g. states *and* the actions
-    that reach them) agree with the push, and fades out near clean, where a push would
-    only move the guided coordinates.
+    1/alpha_k factor that would diverge at pure noise). The push is strongest while a
+    token is still noisy and fades out as it becomes clean, where a push moves only the
+    coordinates the cost sees (e.g. planned positions, not the actions that reach them).
+    On Maze2D it did not score better than ``"constant"`` (docs/planning.md).
     """
 
     cost: Cost
@@ -48,8 +48,8 @@ class CostGuidance:
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
-        if self.weighting not in Weighting:
-            raise ValueError(f"weighting must be one of {Weighting}, got {self.weighting!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
 
     def guided_x0(
         self,

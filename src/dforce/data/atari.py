@@ -23,7 +23,6 @@ produced each frame as per-token conditioning (T, n_actions). The last 10% of ep
 
 from __future__ import annotations
 
-import io
 import os
 import warnings
 from pathlib import Path
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from .arrays import load_npz, save_npz
 
 GENERATOR_VERSION = 1
 GAMES = ("breakout", "pong")   # tested; any ROM id ale-py knows is accepted
@@ -127,14 +128,9 @@ def load_or_record(game: str, frames: int, size: int = 32, seed: int = 0, sticky
     """The cached recording, or a new one written (atomically) to the cache."""
     path = cache_path(game, frames, size, seed, sticky, frame_skip, data_dir)
     if path.is_file():
-        with np.load(path) as f:
-            return {key: f[key] for key in f.files}
+        return load_npz(path)
     data = record(game, frames, size, seed, sticky, frame_skip, progress)
-    from ..atomic import write_bytes
-
-    buffer = io.BytesIO()
-    np.savez(buffer, **data)
-    write_bytes(path, buffer.getvalue())
+    save_npz(path, data)
     return data
 
 

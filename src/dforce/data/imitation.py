@@ -22,7 +22,6 @@ Tokens (the planner's layout, :mod:`dforce.data.maze2d_tokens`): a frame is
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .arrays import load_npz, save_npz
 from .maze2d_tokens import OBS_DIM, observation_stats, stack_frames
 from .normalizer import Normalizer
 from .sequences import Sequences
@@ -102,16 +102,11 @@ def cache_path(n: int, seed: int, noise: float, data_dir: str | Path | None = No
 def load_or_generate_demos(n: int, seed: int = 0, noise: float = ACTION_NOISE,
                            data_dir: str | Path | None = None) -> dict[str, np.ndarray]:
     """The cached demos for ``(n, seed, noise)``, else :func:`generate_demos` and cache them (atomic write)."""
-    from ..atomic import write_bytes
-
     path = cache_path(n, seed, noise, data_dir)
     if path.exists():
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+        return load_npz(path)
     demos = generate_demos(n, seed, noise)
-    buffer = io.BytesIO()
-    np.savez(buffer, **demos)
-    write_bytes(path, buffer.getvalue())
+    save_npz(path, demos)
     log.info("wrote %d demos to %s", n, path)
     return demos
 

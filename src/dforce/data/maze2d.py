@@ -28,7 +28,6 @@ D4RL made ``maze2d-*-v1`` with ``scripts/generation/generate_maze2d_datasets.py
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
@@ -41,6 +40,7 @@ from ..envs.maze2d import (
     DATASET_STEPS, EPISODE_LENGTH, GOAL_RADIUS, RESET_NOISE, cell_of, goal_cell, parse_name,
     shortest_path_waypoints,
 )
+from .arrays import load_npz, save_npz
 
 log = logging.getLogger(__name__)
 
@@ -194,21 +194,6 @@ def cache_path(maze: str, data_dir: str | Path | None = None, steps: int | None 
     maze, _ = parse_name(maze)
     steps = DATASET_STEPS[maze] if steps is None else int(steps)
     return Path(data_dir or cache_dir()) / f"maze2d-{maze}-steps{steps}-seed{seed}-gen{GENERATOR_VERSION}.npz"
-
-
-def save_npz(path: str | Path, data: dict[str, np.ndarray]) -> Path:
-    """Write ``data`` as an uncompressed ``.npz``, atomically."""
-    from ..atomic import write_bytes
-
-    buffer = io.BytesIO()
-    np.savez(buffer, **data)
-    write_bytes(path, buffer.getvalue())
-    return Path(path)
-
-
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
 
 
 def load_or_generate(maze: str, data_dir: str | Path | None = None, steps: int | None = None, seed: int = 0,

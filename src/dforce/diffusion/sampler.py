@@ -188,13 +188,15 @@ def _inpaint_inputs(schedule: NoiseSchedule, inpaint: Inpaint, known: Tensor, x:
     return torch.where(known, schedule.add_noise(values, k, _randn_like(x, generator)), x), k
 
 
-def commit(model: Any, schedule: NoiseSchedule, x0: Tensor, level: int, cond: Tensor | None, state: Any,
+def commit(model: Any, schedule: NoiseSchedule, x0: Tensor, level: int | Tensor, cond: Tensor | None, state: Any,
            noise: bool = False, generator: torch.Generator | None = None) -> Any:
-    """Append clean tokens x0 (B, T, *D) to ``state`` labelled at noise ``level``.
+    """Append clean tokens x0 (B, T, *D) to ``state`` labelled at noise ``level``: one int, or
+    per-token levels (B, T) (e.g. a corrupted observation committed as unreliable).
 
-    The input is a_k x0 (the mean of x_k) or, with ``noise``, a full draw a_k x0 + s_k eps.
+    The input is a_k x0 (the mean of x_k) or, with ``noise``, a full draw a_k x0 + s_k eps
+    (level 0 stays exactly x0: a_0 = 1, s_0 = 0).
     """
-    k = torch.full(x0.shape[:2], level, dtype=torch.long, device=x0.device)
+    k = torch.as_tensor(level, dtype=torch.long, device=x0.device).expand(x0.shape[:2])
     a, s = schedule.coefficients(k, x0)
     x = a * x0 + (s * _randn_like(x0, generator) if noise else 0)
     return model.append(x, k, cond, state)

@@ -39,7 +39,7 @@ from torch import Tensor
 from ..config import RunConfig
 from ..data.imitation import COND_DIM, condition
 from ..data.maze2d_tokens import FRAME_DIM, OBS_DIM, observation_stats, stack_frames, unstack_frames
-from ..diffusion import by_name, denoise_chunk
+from ..diffusion import by_name, commit, denoise_chunk
 from ..pipeline import DiffusionForcingModel
 
 log = logging.getLogger(__name__)
@@ -108,15 +108,6 @@ def commit_levels(flags: Tensor, corrupt_level: int) -> Tensor:
     flags: (B, k) bool, which of the token's k observations were corrupted.
     """
     return torch.where(flags.any(1, keepdim=True), int(corrupt_level), 0).long()
-
-
-def commit_at(model: Any, schedule: Any, x0: Tensor, k: Tensor, cond: Tensor | None, state: Any,
-              generator: torch.Generator | None) -> Any:
-    """Append tokens x0 (B, T, D) at per-token levels k (B, T): clean where k = 0, a draw
-    ``a_k x0 + s_k eps`` (the inputs the model was trained on) where k > 0."""
-    a, s = schedule.coefficients(k, x0)
-    eps = torch.randn(x0.shape, generator=generator, device=x0.device)
-    return model.append(a * x0 + s * eps * (k > 0).reshape(*k.shape, 1), k, cond, state)
 
 
 # ---- the policy --------------------------------------------------------------------------------
@@ -205,8 +196,8 @@ class ImitationPolicy:
                              torch.as_tensor(np.clip(actions, -1, 1), dtype=torch.float32, device=dev),
                              self.frame_stack)                                       # (B, 1, 6 k)
         k = commit_levels(torch.as_tensor(np.asarray(flags, bool), device=dev), self.corrupt_level)
-        self.state = commit_at(self.model.backbone, self.model.schedule, self.model.normalizer.normalize(token), k,
-                               self.cond, self.state, self.generator)
+        self.state = commit(self.model.backbone, self.model.schedule, self.model.normalizer.normalize(token), k,
+                            self.cond, self.state, noise=True, generator=self.generator)
         self.committed_levels.append(k.cpu())
         self.cond = torch.zeros_like(self.cond)   # only the first token carries the start observation
 

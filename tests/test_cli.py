@@ -81,14 +81,28 @@ def test_demo_end_to_end_with_few_steps(tmp_path, capsys):
     exchange = DATA / "timeseries" / "exchange_rate_nips.tar.gz"
     extra = ["--exchange-data", str(exchange)] if exchange.is_file() else []
     assert main(["demo", "--out", str(out), "--steps", "20", "--no-progress", "--results", str(tmp_path / "r.json"),
-                 *extra]) == 0
+                 "--skip", "planning", "video", *extra]) == 0       # slow; tested apart
     printed = capsys.readouterr().out
-    for name in ("schedules.png", "rollout_stabilized.png", "rollout_no_stabilization.png", "loss.png"):
+    for name in ("schedules.png", "rollout_stabilized.png", "rollout_no_stabilization.png", "loss.png", "index.html"):
         assert (out / name).stat().st_size > 0 and name in printed
+    page = (out / "index.html").read_text()
+    assert '<img src="schedules.png"' in page and "Planning: Maze2D Medium</h2>\n<p><em>skipped" in page
     summary = json.loads((tmp_path / "r.json").read_text())
     assert summary["metrics"]["rollout"]["stabilized"]["finite"] is True
     assert summary["rollout_length"] == 10 * summary["training_length"]
     assert summary["command"].startswith("dforce demo") and summary["git_commit"]
+    assert summary["metrics"]["planning"] is None and summary["metrics"]["video"] is None
     if extra:  # the forecast step with the shipped checkpoint
         assert (out / "forecast" / "fan_window4.png").stat().st_size > 0
+        assert '<img src="forecast/fan_window4.png"' in page
         assert 0 < summary["metrics"]["forecast_exchange"]["crps_sum"] < 0.05
+
+
+@pytest.mark.slow
+def test_demo_planning_step_plays_one_medium_episode_with_the_shipped_planner(tmp_path):
+    pytest.importorskip("mujoco")
+    from dforce.tasks.demo import planning_step
+
+    info, files = planning_step(tmp_path, ["test"])
+    assert info["env"] == "maze2d-medium" and -10 < info["score_mean"] < 250
+    assert {f.suffix for f in files} >= {".json", ".png", ".gif"}

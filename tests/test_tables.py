@@ -33,3 +33,27 @@ def test_unknown_table_and_cli_check(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match="unknown table"):
         tables.render("<!-- table:nope -->\nx\n<!-- /table:nope -->", tmp_path)
     assert main(["tables", "--check"]) == 0
+
+
+def test_every_domain_table_reads_its_records(tmp_path):
+    results = tmp_path / "results"
+    (results / "forecasting").mkdir(parents=True)
+    (results / "forecasting" / "etth1-tf.json").write_text(json.dumps(
+        {"metrics": {"crps_sum": {"mean": 0.19487, "std": 0.0103}}, "seeds": [0, 1, 2]}))
+    row = next(r for r in tables.forecasting.table(tmp_path).splitlines() if r.startswith("| tf "))
+    assert row.split(" | ")[2] == "0.1949 ± 0.0103 (3)" and row.split(" | ")[1] == "-"
+    (results / "imitation").mkdir()
+    (results / "imitation" / "df-corrupt0.3.json").write_text(json.dumps(
+        {"metrics": {"success_rate": 0.5, "success_stderr": 0.035, "episodes": 200}}))
+    row = next(r for r in tables.imitation.table(tmp_path).splitlines() if r.startswith("| `df` (memory"))
+    assert row.split(" | ")[3:] == ["-", "0.500 ± 0.035 (200) |"]
+    headline = tables.headline.table(tmp_path)
+    assert "| Imitation with memory |" in headline and "116.7 ± 2.0" in headline   # paper numbers always shown
+
+
+def test_api_reference_documents_signatures_without_machine_paths():
+    text = tables.api.reference()
+    assert "### `pyramid(horizon: int, steps: int, slope: float = 1.0) -> Tensor`" in text
+    assert "Token t lags token t-1" in text                          # the docstring's first paragraph
+    assert "* `rollout(length: int, context: Tensor | None = None" in text   # methods, without self
+    assert str(tables.ROOT) not in text                              # default paths shown relative to the project

@@ -132,6 +132,24 @@ def test_sample_command_writes_gif_for_a_video_checkpoint(tmp_path, capsys):
 
 
 @needs_mnist
+def test_demo_video_step_rolls_the_zoo_model_out_ten_training_lengths(tmp_path, monkeypatch):
+    from dforce import zoo
+    from dforce.tasks import demo
+
+    extra = {"data": {"name": "moving_mnist", "length": 2}, "video": {"size": 32, "mnist_dir": str(MNIST)}}
+    tiny_video_model(extra).save_pretrained(tmp_path / "model")
+    entry = zoo.Entry(demo.VIDEO_MODEL, tmp_path / "model", "video", "dforce train ...")
+    monkeypatch.setattr(zoo, "entries", lambda: {demo.VIDEO_MODEL: entry})
+    info, files = demo.video_step(tmp_path / "video")
+    import imageio
+
+    assert info["frames"] == 20 and files == [tmp_path / "video" / "rollout.gif"]
+    assert len(imageio.mimread(files[0])) == 4 + 20                    # context + 10x the training length
+    monkeypatch.setattr(zoo, "entries", lambda: {})
+    assert demo.video_step(tmp_path / "none") == (None, [])             # nothing shipped: skipped, no error
+
+
+@needs_mnist
 def test_train_and_eval_video_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "configs/video_mnist32.yaml", f"video.mnist_dir={MNIST}", "model.width=8",

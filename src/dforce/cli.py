@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--results", type=Path, help="also write the summary JSON here (e.g. results/demo/oscillators.json)")
     d.add_argument("--exchange-data", help="Exchange dataset for the forecast step (name, archive or directory; "
                                            "default: where the shipped checkpoint was trained from)")
+    d.add_argument("--skip", nargs="+", default=[], choices=("forecast", "planning", "video"),
+                   help="steps with shipped checkpoints to leave out")
     return p
 
 
@@ -216,9 +218,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .tasks.demo import run_demo
 
     for path in run_demo(args.out, steps=args.steps, progress=not args.no_progress, results=args.results,
-                         command=args.command_line, exchange=args.exchange_data):
+                         command=args.command_line, exchange=args.exchange_data, skip=tuple(args.skip)):
         print(path)
-    print(f"demo outputs are in {args.out}/ (open rollout_stabilized.png first)")
+    print(f"demo outputs are in {args.out}/: open {args.out}/index.html")
     return 0
 
 

@@ -289,7 +289,7 @@ def plot_fan(history: Any, truth: Any, samples: Any, path: str | os.PathLike, se
 
 # ---- Maze2D planning -------------------------------------------------------------------------------
 
-def _maze_axes(ax: Any, walls: Any, start: Any, goal: Any) -> None:
+def draw_maze(ax: Any, walls: Any, start: Any, goal: Any) -> None:
     """Draw wall squares (W, 4) ``(x_lo, y_lo, x_hi, y_hi)`` with maze rows (x) downwards, columns (y) rightwards."""
     import numpy as np
     from matplotlib.patches import Rectangle
@@ -327,7 +327,7 @@ def plot_maze_episodes(walls: Any, episodes: list[dict[str, Any]], path: str | o
         ax.axis("off")
     for ax, ep in zip(axes.flat, episodes):
         traj = np.asarray(ep["trajectory"])
-        _maze_axes(ax, walls, traj[0], ep["goal"])
+        draw_maze(ax, walls, traj[0], ep["goal"])
         plans = list(ep.get("plans", []))
         plans = [plans[i] for i in np.unique(np.linspace(0, len(plans) - 1, min(len(plans), max_plans)).astype(int))] \
             if plans else []
@@ -358,7 +358,7 @@ def maze_mpc_frames(walls: Any, trajectory: Any, plans: list[tuple[int, Any]], g
     frames = []
     for i, (t, p) in enumerate(plans):
         fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
-        _maze_axes(ax, walls, traj[0], goal)
+        draw_maze(ax, walls, traj[0], goal)
         for _, old in plans[max(0, i - 5):i]:
             old = np.asarray(old)
             ax.plot(old[:, 1], old[:, 0], color="tab:blue", lw=0.6, alpha=0.25)

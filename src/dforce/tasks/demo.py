@@ -7,7 +7,9 @@ the shipped Exchange checkpoint, a probabilistic forecast of every test window w
 fan charts (``out/forecast``), when the Exchange data can be found; and, with the
 shipped Maze2D planner (Medium, else U-Maze), one guided MPC episode with its D4RL
 score, a PNG of the path and plans and a GIF of the re-planning (``out/planning``), when
-MuJoCo is installed (the ``planning`` extra).
+MuJoCo is installed (the ``planning`` extra); and, with the shipped Moving MNIST video
+model, a rollout GIF ten times its training length (``out/video``) when the MNIST files
+can be found. Last, ``out/index.html`` shows every picture with the numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from ..config import load_config
 from ..plotting import plot_loss, plot_rollout, plot_schedules
 from ..results import write_result
+from .demo_page import write_index
 from .synthetic import held_out, rollout_stats, train_run
 
 CONTEXT = 8
@@ -30,13 +33,20 @@ ROLLOUT_MULTIPLE = 10
 SEED = 0
 EXCHANGE_CHECKPOINT = Path(__file__).resolve().parents[3] / "checkpoints" / "exchange"
 MAZES = ("medium", "umaze")   # the demo plans in the first maze whose planner is shipped
+VIDEO_MODEL = "video-mnist32"
+VIDEO_MULTIPLE = 10           # rollout length in training lengths
 
 log = logging.getLogger(__name__)
 
 
+STEPS = ("forecast", "planning", "video")   # the steps that use shipped checkpoints (each may be skipped)
+
+
 def run_demo(out: Path, steps: int | None = None, progress: bool = True, results: Path | None = None,
-             command: list[str] | None = None, exchange: str | None = None) -> list[Path]:
+             command: list[str] | None = None, exchange: str | None = None, skip: tuple[str, ...] = ()) -> list[Path]:
     """Train the embedded default config and write the demo pictures; returns the files written.
+
+    ``skip``: names from ``STEPS`` not to run.
 
     ``results``: a second path for the summary JSON (to keep it with the project's results).
     ``exchange``: where the Exchange dataset is (default: where the checkpoint was trained from).
@@ -45,7 +55,7 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
     cfg = load_config(None, [f"train.steps={steps}"] if steps else [])
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo always starts from scratch
-    tic = time.time()
+    start = tic = time.time()
     model = train_run(cfg, run_dir, progress=progress)
     train_s = time.time() - tic
 
@@ -68,10 +78,14 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
                                   title=f"{length} tokens = {ROLLOUT_MULTIPLE}x training length ({name.replace('_', ' ')})"))
     sample_s = time.time() - tic
 
-    forecast, forecast_files = forecast_step(out / "forecast", exchange, command)
-    files += forecast_files
-    plan, plan_files = planning_step(out / "planning", command)
-    files += plan_files
+    unknown = set(skip) - set(STEPS)
+    if unknown:
+        raise ValueError(f"unknown demo steps to skip: {', '.join(sorted(unknown))}; known: {', '.join(STEPS)}")
+    none: tuple[None, list[Path]] = (None, [])
+    forecast, forecast_files = none if "forecast" in skip else forecast_step(out / "forecast", exchange, command)
+    plan, plan_files = none if "planning" in skip else planning_step(out / "planning", command)
+    video, video_files = none if "video" in skip else video_step(out / "video")
+    files += forecast_files + plan_files + video_files
 
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "loss" in r]
@@ -79,11 +93,12 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
     for path in [out / "summary.json"] + ([results] if results else []):
         files.append(write_result(
             path, {"rollout": stats, "final_loss": rows[-1]["loss"], "forecast_exchange": forecast,
-                   "planning": plan},
-            wall_time_s=train_s + sample_s, seeds={"data": cfg.data.seed, "train": cfg.train.seed, "sample": SEED},
+                   "planning": plan, "video": video},
+            wall_time_s=time.time() - start, seeds={"data": cfg.data.seed, "train": cfg.train.seed, "sample": SEED},
             train_time_s=round(train_s, 1), sample_time_s=round(sample_s, 1), train_steps=cfg.train.steps,
             rollout_length=length, training_length=cfg.data.length, context=CONTEXT, command=command,
         ))
+    files.append(write_index(out, out / "summary.json"))
     return [Path(f) for f in files]
 
 
@@ -128,3 +143,24 @@ def planning_step(out: Path, command: list[str] | None) -> tuple[dict | None, li
         return None, []
     metrics = json.loads(files[0].read_text())["metrics"]
     return {"env": f"maze2d-{maze}", **{key: metrics[key] for key in ("score_mean", "return_mean", "reached_goal_fraction")}}, files
+
+
+def video_step(out: Path) -> tuple[dict | None, list[Path]]:
+    """Roll the shipped Moving MNIST model out 10x its training length: (timings, files), or (None, [])."""
+    from ..zoo import entries
+    from .video import sample_video
+
+    entry = entries().get(VIDEO_MODEL)
+    if entry is None or not entry.directory.is_dir():
+        log.warning("video step skipped: no shipped %s model (dforce models)", VIDEO_MODEL)
+        return None, []
+    length = json.loads((entry.directory / "config.json").read_text())["extra"]["data"]["length"]
+    tic = time.time()
+    try:
+        files = sample_video(entry.directory, out / "rollout.gif", out, frames=VIDEO_MULTIPLE * length,
+                             context=4, batch=2, seed=SEED)
+    except FileNotFoundError as err:
+        log.warning("video step skipped (%s); set DFORCE_MNIST_DIR to a folder with the MNIST idx files", err)
+        return None, []
+    return {"model": VIDEO_MODEL, "frames": VIDEO_MULTIPLE * length, "training_length": length,
+            "seconds": round(time.time() - tic, 1)}, [f for f in files if f.suffix == ".gif"]

@@ -199,11 +199,11 @@ def plot_trajectories(recorded: list[dict[str, Any]], path: Path, title: str) ->
     failed episodes dashed."""
     from ..envs.cued_maze import GOAL_CELLS, MAZE, START_CELL
     from ..envs.maze2d import GOAL_RADIUS, wall_squares
-    from ..plotting import _maze_axes, _pyplot, _save
+    from ..plotting import _pyplot, _save, draw_maze
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    _maze_axes(ax, wall_squares(MAZE), START_CELL, GOAL_CELLS[1])
+    draw_maze(ax, wall_squares(MAZE), START_CELL, GOAL_CELLS[1])
     colors = {1: "tab:blue", -1: "tab:orange"}
     for cue, (gx, gy) in GOAL_CELLS.items():
         ax.add_patch(plt.Circle((gy, gx), GOAL_RADIUS, color=colors[cue], alpha=0.25, lw=0))

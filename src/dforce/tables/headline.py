@@ -1,0 +1,61 @@
+"""The README's headline table: one line per claim of the paper, its number next to ours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import planning
+from .common import MISSING, load, metrics
+
+
+def _planning_rows(root: Path) -> list[list[str]]:
+    rows = []
+    for env, label, *paper in planning.PAPER:
+        rows.append([f"Planning, {label}", "D4RL normalized score, DF with MCG (↑)", paper[3],
+                     planning.score(root, env, "df"), f"`results/planning/{env}-df.json`"])
+    return rows
+
+
+def _forecasting_row(root: Path) -> list[str]:
+    record = load(root / "results" / "forecasting" / "exchange_rate_nips-df.json")
+    ours = MISSING if not record else f"{record['metrics']['crps_sum']['mean']:.4f} ± {record['metrics']['crps_sum']['std']:.4f}"
+    return ["Forecasting, Exchange", "CRPS-sum (↓)", "0.003 ± 0.001", ours,
+            "`results/forecasting/exchange_rate_nips-df.json`"]
+
+
+def _video_rows(root: Path) -> list[list[str]]:
+    rows = []
+    for path in sorted((root / "results" / "video").glob("*-df.json")):
+        m = (load(path) or {}).get("metrics", {})
+        key = f"{max(int(k[:-1]) for k in m.get('horizons', {'1x': 0}))}x"
+        stable = m.get("horizons", {}).get(key, {}).get("stable_fraction")
+        rows.append([f"Video, {path.stem[:-3]}", f"rollouts stable at {key} the training length (↑)",
+                     "no blow-up (qualitative)", MISSING if stable is None else f"{stable:.2f}",
+                     f"`results/video/{path.name}`"])
+    return rows
+
+
+def _imitation_row(root: Path) -> list[str]:
+    clean, noisy = metrics(root, "imitation", "df.json"), metrics(root, "imitation", "df-corrupt0.3.json")
+    ours = MISSING if not (clean and noisy) else f"{clean['success_rate']:.2f} → {noisy['success_rate']:.2f}"
+    return ["Imitation with memory", "success, clean → corrupted observations (↑)", "0.80 → 0.76 (real robot)",
+            ours, "`results/imitation/df*.json`"]
+
+
+def _likelihood_row(root: Path) -> list[str]:
+    m = metrics(root, "likelihood", "linear_gaussian.json")
+    ours = MISSING
+    if m and "df" in m["models"]:
+        last = m["models"]["df"]["by_length"][-1]
+        ours = f"gap {last['gap']:.3f} ± {last['gap_se']:.3f} at {last['length']} tokens"
+    return ["ELBO vs exact likelihood", "exact − ELBO, nats/dim (≥ 0, small)", "(a bound, not measured)", ours,
+            "`results/likelihood/linear_gaussian.json`"]
+
+
+def table(root: Path) -> str:
+    """Rows: planning (six), forecasting, video, imitation, likelihood."""
+    header = ["capability", "metric", "paper", "dforce", "record"]
+    rows = [*_planning_rows(root), _forecasting_row(root), *_video_rows(root), _imitation_row(root),
+            _likelihood_row(root)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"

@@ -1,0 +1,33 @@
+"""Maze2D planning: normalized scores per env and method next to the paper's Table 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import MISSING, markdown, mean_err, metrics
+
+# Paper Table 1 (REFERENCE.md): results-file stem, row label, then Diffuser* (PD), Diffuser with
+# diffused actions, DF w/o MCG, DF.
+PAPER = (
+    ("maze2d-umaze", "Maze2D U-Maze", "113.9 ± 3.1", "6.3 ± 2.1", "110.1 ± 3.9", "116.7 ± 2.0"),
+    ("maze2d-medium", "Maze2D Medium", "121.5 ± 2.7", "13.5 ± 2.3", "136.1 ± 10.2", "149.4 ± 7.5"),
+    ("maze2d-large", "Maze2D Large", "123.0 ± 6.4", "6.3 ± 2.1", "142.8 ± 5.6", "159.0 ± 2.7"),
+    ("maze2d-umaze-multi", "Multi2D U-Maze", "128.9 ± 1.8", "32.8 ± 1.7", "107.7 ± 4.9", "119.1 ± 4.0"),
+    ("maze2d-medium-multi", "Multi2D Medium", "127.2 ± 3.4", "22.0 ± 2.7", "145.6 ± 6.5", "152.3 ± 9.9"),
+    ("maze2d-large-multi", "Multi2D Large", "132.1 ± 5.8", "6.9 ± 1.7", "129.8 ± 1.5", "167.1 ± 2.7"),
+)
+METHODS = ("df", "df_no_mcg", "df_ar", "diffuser_actions", "diffuser_pd")
+
+
+def score(root: Path, env: str, method: str) -> str:
+    """'mean ± stderr (episodes)' of ``results/planning/<env>-<method>.json``, or '-'."""
+    m = metrics(root, "planning", f"{env}-{method}.json")
+    return MISSING if not m else mean_err(m["score_mean"], m["score_stderr"], n=m["episodes"])
+
+
+def table(root: Path) -> str:
+    """D4RL normalized scores (mean ± standard error, episodes) per env and method, next to the paper's."""
+    header = ["env", "paper Diffuser* (PD)", "paper Diffuser, diffused actions", "paper DF w/o MCG", "paper DF",
+              *(f"`{m}`" for m in METHODS)]
+    rows = [[label, *paper, *(score(root, env, m) for m in METHODS)] for env, label, *paper in PAPER]
+    return markdown(header, rows)

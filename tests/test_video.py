@@ -109,6 +109,10 @@ def test_tiny_rollout_streams_like_recompute_and_writes_gif(tmp_path):
     slow = roll(context, 10, generator=torch.Generator().manual_seed(0), recompute=True)
     assert fast.shape == (2, 10, 1, 32, 32) and 0 <= fast.min() and fast.max() <= 1
     torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-4)
+    wide = roll(context, 10, generator=torch.Generator().manual_seed(0), recompute=True, recompute_window=13)
+    short = roll(context, 10, generator=torch.Generator().manual_seed(0), recompute=True, recompute_window=2)
+    torch.testing.assert_close(wide, fast, atol=1e-4, rtol=1e-4)       # a window holding everything changes nothing
+    assert (short - fast).abs().max() > 1e-3                           # a short one forgets (ConvGRU memory cut)
     frames = tile_frames([torch.cat([context, fast], 1), context], scale=2)
     assert frames.shape == (13, 2 * (2 * 33 - 1), 2 * (2 * 33 - 1)) and frames.dtype == np.uint8
     import imageio
@@ -158,12 +162,13 @@ def test_train_and_eval_video_end_to_end(tmp_path, capsys):
                  "--no-progress"]) == 0
     out = tmp_path / "results"
     assert main(["eval", "video", "--checkpoint", str(run / "model"), "--method", "df_nostab",
-                 "--horizon-multiples", "1,2", "--rollouts", "2", "--calibration", "4", "--speed-frames", "4",
+                 "--horizon-multiples", "1,2", "--rollouts", "2", "--calibration", "4", "--speed-frames", "6",
                  "--encoder", str(tmp_path / "enc"), "--encoder-steps", "5", "--out", str(out), "--no-progress"]) == 0
     record = json.loads((out / "moving_mnist32-df_nostab.json").read_text())
     m = record["metrics"]
     assert set(m["horizons"]) == {"1x", "2x"} and len(m["per_frame"]["ssim"]) == 8
     assert record["protocol"]["stabilization"] == 0 and m["speed"]["streaming_frames_per_s"] > 0
+    assert m["speed"]["frames"] == 6 and m["speed"]["recompute_window"] == 4        # the training length
     assert (out / "moving_mnist32-df_nostab.png").stat().st_size > 0
 
 
@@ -262,6 +267,7 @@ def test_held_out_moving_mnist_has_the_requested_length():
     (["eval", "video", "--checkpoint", "x", "--method", "df", "--horizon-multiples", "1,a"], "--horizon-multiples"),
     (["eval", "video", "--checkpoint", "no/such", "--method", "df"], "not a dforce model directory"),
     (["eval", "video", "--checkpoint", "x", "--method", "df", "--rollouts", "0"], "--rollouts must be >= 1"),
+    (["eval", "video", "--checkpoint", "x", "--method", "df", "--speed-window", "0"], "--speed-window >= 1"),
     (["data", "atari", "--frames", "0"], "--frames must be >= 1"),
     (["show-config", "configs/video_mnist32.yaml", "model.backbone=rnn"], "cannot take video frames"),
     (["show-config", "configs/video_atari32.yaml", "video.size=48"], "video.size=48"),

@@ -99,6 +99,7 @@ class DiffusionForcingModel(nn.Module):
         cond: Tensor | None = None,
         stabilization: int | None = None,
         recompute: bool = False,
+        recompute_window: int | None = None,
         history: HistoryGuidance | None = None,
         generator: torch.Generator | None = None,
         callback: Any = None,
@@ -107,11 +108,12 @@ class DiffusionForcingModel(nn.Module):
         """Generate ``length`` tokens (B, length, *D) in data units after an optional context (B, C, *D).
 
         ``levels`` defaults to the configured scheduling matrix per chunk; ``recompute``
-        re-runs the network over the whole past at every step (the slow reference path).
+        re-runs the network over the whole past at every step (the slow reference path),
+        or over the last ``recompute_window`` tokens only (a sliding-window model).
         ``kwargs`` go to :func:`dforce.diffusion.denoise_chunk` (guidance, inpaint, eta, step).
         """
         s = self.sampling_cfg
-        net = Recompute(self.backbone) if recompute else self.backbone
+        net = Recompute(self.backbone, recompute_window) if recompute else self.backbone
         ctx = None if context is None else self.normalizer.normalize(context.to(self.device))
         kwargs.setdefault("step", s.step)
         kwargs.setdefault("eta", s.eta)

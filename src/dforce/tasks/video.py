@@ -165,19 +165,21 @@ class VideoRollout:
 
     def __call__(self, context: Tensor, frames: int, cond: Tensor | None = None, *,
                  generator: torch.Generator | None = None, recompute: bool = False,
-                 callback: Any = None) -> Tensor:
+                 recompute_window: int | None = None, callback: Any = None) -> Tensor:
         """context (B, C, 1, S, S) in [0, 1], cond (B, C + frames, A) or None -> (B, frames, 1, S, S) in [0, 1].
 
         Time is O(frames) and the model state is constant in ``frames`` (the output itself
         is O(frames)). ``recompute`` re-runs the network over the whole past at every step
-        (the slow reference path, O(frames^2)).
+        (the slow reference path, O(frames^2)), or over the last ``recompute_window`` frames
+        (how a video model without a streaming state rolls out).
         """
         if frames < 1:
             raise ValueError(f"frames must be >= 1, got {frames}")
         if cond is not None:
             cond = cond[:, :context.shape[1] + frames].to(self.model.device)
         out = self.model.rollout(frames, context, cond=cond, levels=self.levels, stabilization=self.stabilization,
-                                 history=self.history, recompute=recompute, generator=generator, callback=callback)
+                                 history=self.history, recompute=recompute, recompute_window=recompute_window,
+                                 generator=generator, callback=callback)
         return out.clamp(0, 1).cpu()
 
 

@@ -8,8 +8,9 @@
 * scheduling.png: the named scheduling matrices;
 * guidance.png: plans of the shipped U-Maze planner from one start, unguided, with cost
   guidance, and with Monte Carlo Guidance (needs the planning extra);
-* stabilization.png (with ``--video``): one rollout of a video model 50x past its
-  training length, generated frames committed at the stabilization level vs clean.
+* stabilization.png and video_rollout.gif (with ``--video``): rollouts of a video model
+  50x past its training length, generated frames committed at the stabilization level vs
+  clean; the GIF is the README's lead picture.
 """
 
 from __future__ import annotations
@@ -99,23 +100,29 @@ def guidance(out: Path, checkpoint: str = "maze2d-umaze", plans: int = 8, seed: 
     return _save(fig, out / "guidance.png")
 
 
-def stabilization(out: Path, checkpoint: str, multiple: int = 50, shown: int = 8, seed: int = 0) -> Path:
-    """One held-out context rolled out ``multiple`` training lengths, with and without stabilization."""
+def stabilization(out: Path, checkpoint: str, multiple: int = 50, shown: int = 8, seed: int = 0) -> list[Path]:
+    """Held-out contexts rolled out ``multiple`` training lengths, with and without stabilization.
+
+    Writes stabilization.png (frames of the first video at log-spaced indices, both ways)
+    and video_rollout.gif (the stabilized rollouts of three videos, every 4th frame).
+    """
     from dforce import DiffusionForcingModel
     from dforce.config import DataConfig, VideoConfig
-    from dforce.tasks.video import VideoRollout, held_out
+    from dforce.tasks.video import VideoRollout, held_out, tile_frames, write_gif
 
     plt = _pyplot()
     model = DiffusionForcingModel.from_pretrained(checkpoint)
     data, video = DataConfig(**model.extra["data"]), VideoConfig(**model.extra.get("video", {}))
     frames, context = multiple * data.length, 4
-    real, cond = held_out(data, video, 1, context + frames, seed)
+    real, cond = held_out(data, video, 3, context + frames, seed)
     level = model.sampling_cfg.stabilization
     rows = {f"stabilization {level}": level, "no stabilization (clean)": 0}
     idx = np.unique(np.geomspace(1, frames, shown).astype(int)) - 1
     fig, axes = plt.subplots(len(rows), len(idx), figsize=(1.3 * len(idx), 1.6 * len(rows)), squeeze=False)
+    rollouts = {}
     for r, (name, lvl) in enumerate(rows.items()):
         gen = VideoRollout(model, lvl)(real[:, :context], frames, cond, generator=torch.Generator().manual_seed(seed))
+        rollouts[lvl] = gen
         for c, i in enumerate(idx):
             ax = axes[r, c]
             ax.imshow(gen[0, i, 0], cmap="gray", vmin=0, vmax=1)
@@ -126,7 +133,10 @@ def stabilization(out: Path, checkpoint: str, multiple: int = 50, shown: int = 8
             if c == 0:
                 ax.set_ylabel(name, fontsize=7)
     fig.suptitle(f"trained on {data.length} frames, rolled out {frames} ({multiple}x)", fontsize=8)
-    return _save(fig, out / "stabilization.png")
+    png = _save(fig, out / "stabilization.png")
+    every4 = rollouts[level][:, ::4]                                           # (3, frames / 4, 1, S, S)
+    gif = write_gif(out / "video_rollout.gif", tile_frames([every4[i:i + 1] for i in range(len(every4))], scale=3))
+    return [png, gif]
 
 
 def main() -> None:
@@ -134,11 +144,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--planner", default="maze2d-umaze", help="a Maze2D U-Maze planner (zoo name or directory)")
     parser.add_argument("--video", default=None, help="a video model for the stabilization figure")
+    parser.add_argument("--multiple", type=int, default=50, help="video rollout length in training lengths")
     args = parser.parse_args()
     torch.set_num_threads(1)
     files = [noise_levels(args.out), scheduling(args.out), guidance(args.out, args.planner)]
     if args.video:
-        files.append(stabilization(args.out, args.video))
+        files += stabilization(args.out, args.video, args.multiple)
     print("\n".join(str(f) for f in files))
 
 

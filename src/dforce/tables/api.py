@@ -29,6 +29,7 @@ MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("dforce.tasks.video", ("VideoRollout", "train_video", "held_out", "sample_video", "write_gif")),
     ("dforce.envs.maze2d", ("make", "make_batch", "normalized_score", "shortest_path_waypoints")),
     ("dforce.envs.cued_maze", ("CuedMaze",)),
+    ("dforce.tasks.imitation", ("ImitationPolicy",)),
     ("dforce.data.maze2d", ("generate", "load_or_generate", "load_hdf5", "check")),
     ("dforce.data.moving_mnist", ("MovingMNIST", "load_digits", "load_or_generate")),
     ("dforce.data.atari", ("record", "load_or_record", "clips")),

@@ -46,15 +46,18 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
              command: list[str] | None = None, exchange: str | None = None, skip: tuple[str, ...] = ()) -> list[Path]:
     """Train the embedded default config and write the demo pictures; returns the files written.
 
-    ``skip``: names from ``STEPS`` not to run.
-
     ``results``: a second path for the summary JSON (to keep it with the project's results).
     ``exchange``: where the Exchange dataset is (default: where the checkpoint was trained from).
+    ``skip``: names from ``STEPS`` not to run.
     """
+    unknown = set(skip) - set(STEPS)
+    if unknown:
+        raise ValueError(f"unknown demo steps to skip: {', '.join(sorted(unknown))}; known: {', '.join(STEPS)}")
     out = Path(out)
     cfg = load_config(None, [f"train.steps={steps}"] if steps else [])
     run_dir = out / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)  # the demo always starts from scratch
+    for sub in ("run", *STEPS):  # the demo always starts from scratch (and shows no stale pictures)
+        shutil.rmtree(out / sub, ignore_errors=True)
     start = tic = time.time()
     model = train_run(cfg, run_dir, progress=progress)
     train_s = time.time() - tic
@@ -78,9 +81,6 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
                                   title=f"{length} tokens = {ROLLOUT_MULTIPLE}x training length ({name.replace('_', ' ')})"))
     sample_s = time.time() - tic
 
-    unknown = set(skip) - set(STEPS)
-    if unknown:
-        raise ValueError(f"unknown demo steps to skip: {', '.join(sorted(unknown))}; known: {', '.join(STEPS)}")
     none: tuple[None, list[Path]] = (None, [])
     forecast, forecast_files = none if "forecast" in skip else forecast_step(out / "forecast", exchange, command)
     plan, plan_files = none if "planning" in skip else planning_step(out / "planning", command)

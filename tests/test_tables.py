@@ -46,7 +46,7 @@ def test_every_domain_table_reads_its_records(tmp_path):
     (results / "imitation" / "df-corrupt0.3.json").write_text(json.dumps(
         {"metrics": {"success_rate": 0.5, "success_stderr": 0.035, "episodes": 200}}))
     row = next(r for r in tables.imitation.table(tmp_path).splitlines() if r.startswith("| `df` (memory"))
-    assert row.split(" | ")[3:] == ["-", "0.500 ± 0.035 (200) |"]
+    assert row.split(" | ")[4:] == ["-", "0.500 ± 0.035 (200) |"]
     headline = tables.headline.table(tmp_path)
     assert "| Imitation with memory |" in headline and "116.7 ± 2.0" in headline   # paper numbers always shown
 

@@ -10,6 +10,7 @@ METHODS = (("df", "`df` (memory, corrupted tokens flagged at `k_c`)"),
            ("teacher_forcing", "`teacher_forcing` (memory, corrupted tokens taken as clean)"),
            ("memoryless", "`memoryless` (current observation only)"))
 PAPER = {"df": ("0.80", "0.76"), "teacher_forcing": ("-", "0.48"), "memoryless": ("fails", "-")}
+NETWORKS = (("", "transformer (shipped configs)"), ("rnn", "GRU (`model.backbone=rnn model.depth=2`)"))
 
 
 def success(m: dict | None) -> str:
@@ -17,12 +18,22 @@ def success(m: dict | None) -> str:
     return MISSING if not m else f"{m['success_rate']:.3f} ± {m['success_stderr']:.3f} ({m['episodes']})"
 
 
-def table(root: Path) -> str:
-    """Rows: methods; columns: the paper's real-robot numbers, then ours clean and with 30% corrupted."""
-    header = ["method", "paper, clean", "paper, corrupted", "clean", "30% corrupted"]
-    rows = [[label, *PAPER[key], success(metrics(root, "imitation", f"{key}.json")),
-             success(metrics(root, "imitation", f"{key}-corrupt0.3.json"))] for key, label in METHODS]
+def _rows(root: Path, folder: str, network: str) -> list[list[str]]:
+    def record(name: str) -> dict | None:
+        return metrics(root, "imitation", *([folder] if folder else []), name)
+
+    def paper(key: str) -> tuple[str, str]:
+        return PAPER[key] if not folder else ("", "")             # the paper's numbers once, on the main rows
+
+    rows = [[label, network, *paper(key), success(record(f"{key}.json")), success(record(f"{key}-corrupt0.3.json"))]
+            for key, label in METHODS]
     # the ablation: the same DF policy not told which observations are corrupted
-    rows.insert(1, ["`df`, told nothing (`--corrupt-level 0`)", MISSING, MISSING, "(as above)",
-                    success(metrics(root, "imitation", "df-corrupt0.3-kc0.json"))])
-    return markdown(header, rows)
+    rows.insert(1, ["`df`, told nothing (`--corrupt-level 0`)", network, MISSING, MISSING, "(as above)",
+                    success(record("df-corrupt0.3-kc0.json"))])
+    return rows
+
+
+def table(root: Path) -> str:
+    """Rows: methods per network; columns: the paper's real-robot numbers, then ours clean and 30% corrupted."""
+    header = ["method", "network", "paper, clean", "paper, corrupted", "clean", "30% corrupted"]
+    return markdown(header, [row for folder, network in NETWORKS for row in _rows(root, folder, network)])

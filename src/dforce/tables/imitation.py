@@ -28,7 +28,8 @@ def _rows(root: Path, folder: str, network: str) -> list[list[str]]:
     rows = [[label, network, *paper(key), success(record(f"{key}.json")), success(record(f"{key}-corrupt0.3.json"))]
             for key, label in METHODS]
     # the ablation: the same DF policy not told which observations are corrupted
-    rows.insert(1, ["`df`, told nothing (`--corrupt-level 0`)", network, MISSING, MISSING, "(as above)",
+    no_paper = ("-", "-") if not folder else ("", "")
+    rows.insert(1, ["`df`, told nothing (`--corrupt-level 0`)", network, *no_paper, "(as above)",
                     success(record("df-corrupt0.3-kc0.json"))])
     return rows
 

@@ -2,9 +2,12 @@
 
 ``FrameEncoder`` maps frames (N, 1, S, S) in [0, 1] to features (N, 32); it is trained
 once per dataset (pixel-wise cross-entropy reconstruction of training frames, ~72k
-parameters at 32x32, 1000 steps: about a minute on one free CPU core, two when shared) and cached as ``config.json`` + ``encoder.safetensors`` under
-``~/.cache/dforce/video_encoder/<dataset>/``. ``dforce data video-encoder`` trains it
-ahead of time; ``dforce eval video`` trains it when it is missing.
+parameters at 32x32, 1000 steps: about a minute on one free CPU core, two when shared) and
+cached as ``config.json`` + ``encoder.safetensors`` under
+``~/.cache/dforce/video_encoder/<dataset>/``. The project ships the encoders it reports
+numbers with in ``checkpoints/video_encoders/``, which take precedence over the cache, so
+every evaluation scores in the same feature space. ``dforce data video-encoder`` trains
+one ahead of time; ``dforce eval video`` trains it when neither is there.
 """
 
 from __future__ import annotations
@@ -105,8 +108,22 @@ def cache_dir(data: DataConfig, video: VideoConfig) -> Path:
     return Path(root) / "dforce" / "video_encoder" / f"{dataset_tag(data, video)}-v{ENCODER_VERSION}"
 
 
+def shipped_dir(data: DataConfig, video: VideoConfig) -> Path:
+    """Where the project's own encoder of this dataset lives (it may not ship one)."""
+    from ..zoo import CHECKPOINTS
+
+    return CHECKPOINTS / "video_encoders" / f"{dataset_tag(data, video)}-v{ENCODER_VERSION}"
+
+
+def default_dir(data: DataConfig, video: VideoConfig) -> Path:
+    """The shipped encoder when there is one, else the user's cache."""
+    shipped = shipped_dir(data, video)
+    return shipped if (shipped / "encoder.safetensors").is_file() else cache_dir(data, video)
+
+
 def training_frames(data: DataConfig, video: VideoConfig, limit: int = 50_000) -> Tensor:
-    """Up to ``limit`` training frames (N, 1, S, S): Moving MNIST from 2,000 16-frame videos of the train split."""
+    """Up to ``limit`` training frames (N, 1, S, S); Moving MNIST: from 2,000 16-frame videos of the train
+    split, whatever ``data.sequences`` and ``data.length`` say (the encoder is one per dataset and size)."""
     from .video import video_data
 
     if data.name == "moving_mnist":
@@ -117,26 +134,28 @@ def training_frames(data: DataConfig, video: VideoConfig, limit: int = 50_000) -
 
 def load_or_train(data: DataConfig, video: VideoConfig, directory: Path | None = None, steps: int = 1000,
                   progress: bool = False) -> FrameEncoder:
-    """The cached encoder of this dataset, or a newly trained one (saved atomically)."""
+    """The shipped or cached encoder of this dataset, or a newly trained one (saved atomically)."""
     from safetensors.torch import load_file
 
     from .. import atomic
 
-    directory = Path(directory or cache_dir(data, video))
+    directory = Path(directory or default_dir(data, video))
     if (directory / "encoder.safetensors").is_file():
         meta = json.loads((directory / "config.json").read_text())
         enc = FrameEncoder(meta["size"], meta["features"])
         enc.load_state_dict(load_file(str(directory / "encoder.safetensors")))
         return enc.eval()
     tic = time.time()
-    enc = train_encoder(training_frames(data, video), steps, progress=progress)
+    frames = training_frames(data, video)
+    enc = train_encoder(frames, steps, progress=progress)
     from safetensors.torch import save_file
 
     with atomic.new_directory(directory) as tmp:
         save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(tmp / "encoder.safetensors"))
         (tmp / "config.json").write_text(json.dumps({
             "size": enc.size, "features": enc.features, "steps": steps, "version": ENCODER_VERSION,
-            "data": asdict(data), "video": asdict(video), "train_time_s": round(time.time() - tic, 1)}, indent=2))
+            "data": asdict(data), "video": asdict(video), "training_frames": len(frames),
+            "train_time_s": round(time.time() - tic, 1)}, indent=2))
     return enc
 
 
@@ -161,4 +180,4 @@ def run(args: argparse.Namespace) -> list[Path]:
     data = DataConfig(name=args.data_name)
     video = VideoConfig(size=args.size, mnist_dir=args.mnist_dir, game=args.game, frames=args.frames)
     load_or_train(data, video, steps=args.steps, progress=not args.no_progress)
-    return [cache_dir(data, video)]
+    return [default_dir(data, video)]

@@ -30,7 +30,7 @@ def _video_rows(root: Path) -> list[list[str]]:
         key = f"{max(int(k[:-1]) for k in m.get('horizons', {'1x': 0}))}x"
         stable = m.get("horizons", {}).get(key, {}).get("stable_fraction")
         rows.append([f"Video, {path.stem[:-3]}", f"rollouts stable at {key} the training length (↑)",
-                     "no blow-up (qualitative)", MISSING if stable is None else f"{stable:.2f}",
+                     "no blow-up (qualitative)", MISSING if stable is None else f"{stable:.3f}",
                      f"`results/video/{path.name}`"])
     return rows
 

@@ -18,12 +18,13 @@ def _row(stem: str, record: dict) -> list[str]:
     hz = m["horizons"]
     first = hz.get("1x", {})
     last_key = f"{max(p.get('horizon_multiples', [1]))}x"
-    stable = ", ".join(f"{k}: {_num(v['stable_fraction'], '.2f')}" for k, v in hz.items())
-    speed = m.get("speed", {})
+    stable = ", ".join(f"{k}: {_num(v['stable_fraction'], '.3f')}" for k, v in hz.items())
+    speed = m.get("speed") or {}
+    speed_cell = MISSING if not speed else f"{speed['streaming_frames_per_s']:.1f} ({speed['speedup']:.1f}x)"
     return [f"`{stem}`", str(p.get("rollouts", MISSING)), f"{p.get('train_length')} → {p.get('horizon')}", stable,
             _num(first.get("psnr_mean"), ".2f"), _num(first.get("ssim_mean"), ".3f"),
             _num(hz[last_key].get("fd_last_bin"), ".2f"), _num(m.get("fd", {}).get("real"), ".2f"),
-            f"{_num(speed.get('streaming_frames_per_s'), '.1f')} ({_num(speed.get('speedup'), '.1f')}x)"]
+            speed_cell]
 
 
 def table(root: Path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import planning
-from .common import MISSING, load, metrics
+from .common import MISSING, load, markdown, metrics
 
 
 def _planning_rows(root: Path) -> list[list[str]]:
@@ -57,5 +57,4 @@ def table(root: Path) -> str:
     header = ["capability", "metric", "paper", "dforce", "record"]
     rows = [*_planning_rows(root), _forecasting_row(root), *_video_rows(root), _imitation_row(root),
             _likelihood_row(root)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    return markdown(header, rows)

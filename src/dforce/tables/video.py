@@ -27,12 +27,16 @@ def _row(stem: str, record: dict) -> list[str]:
             speed_cell]
 
 
+def _order(path: Path) -> tuple[str, int]:
+    """Sort records by dataset, then in METHODS order (unknown methods last)."""
+    dataset, _, method = path.stem.rpartition("-")
+    return dataset, METHODS.index(method) if method in METHODS else len(METHODS)
+
+
 def table(root: Path) -> str:
     """One row per results/video/<dataset>-<method>.json, DF first."""
     header = ["record", "rollouts", "train → rolled-out frames", "stable fraction at multiples of the training length",
               "PSNR (1x)", "SSIM (1x)", "Fréchet, last bin", "Fréchet, real floor", "frames/s streaming (vs recompute)"]
-    paths = sorted((root / "results" / "video").glob("*.json"),
-                   key=lambda p: (p.stem.rsplit("-", 1)[0], METHODS.index(p.stem.rsplit("-", 1)[-1])
-                                  if p.stem.rsplit("-", 1)[-1] in METHODS else len(METHODS)))
+    paths = sorted((root / "results" / "video").glob("*.json"), key=_order)
     rows = [_row(p.stem, r) for p in paths if (r := load(p)) and "horizons" in r.get("metrics", {})]
     return markdown(header, rows)

@@ -234,6 +234,8 @@ def test_running_mean_and_first_divergence():
     torch.testing.assert_close(vm.running_mean(d, 2), torch.tensor([[1.0, 2.0, 4.0, 6.0]]))
     assert vm.first_divergence(torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 0.0]]), 1.0).tolist() == [1, 3]
     assert vm.stable_fraction(torch.tensor([1, 3]), 2) == 0.5
+    with pytest.raises(ValueError, match="threshold is 0"):   # real frames that repeat training frames exactly
+        vm.divergence_threshold(torch.zeros(16))
 
 
 @needs_mnist

@@ -150,8 +150,8 @@ class VideoConfig:
 
     size: int = 32                           # frame side in pixels: 32 or 64
     mnist_dir: Optional[str] = None          # MNIST idx files; None: $DFORCE_MNIST_DIR, else ~/.cache/dforce/mnist
-    game: str = "breakout"                   # atari: any ale-py ROM id
-    frames: int = 100_000                    # atari: frames recorded with the sticky random policy
+    game: str = "boxing"                     # atari: any ale-py ROM id
+    frames: int = 200_000                    # atari: frames recorded with the sticky random policy
     sticky: float = 0.75                     # atari: probability of repeating the previous action
     frame_skip: int = 4                      # atari: emulator frames per recorded frame
     data_dir: Optional[str] = None           # cache directory; None: ~/.cache/dforce/<dataset>

@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from .arrays import load_npz, save_npz
 
 GENERATOR_VERSION = 1
-GAMES = ("breakout", "pong")   # tested; any ROM id ale-py knows is accepted
+GAMES = ("boxing", "breakout", "pong")   # tested; any ROM id ale-py knows is accepted
 TEST_FRACTION = 0.1
 
 

@@ -99,7 +99,7 @@ def train_encoder(frames: Tensor, steps: int = 1000, batch: int = 128, lr: float
 
 
 def dataset_tag(data: DataConfig, video: VideoConfig) -> str:
-    """A short name of the video data: ``moving_mnist32``, ``atari-breakout32``."""
+    """A short name of the video data: ``moving_mnist32``, ``atari-boxing32``."""
     return f"{data.name}{video.size}" if data.name == "moving_mnist" else f"atari-{video.game}{video.size}"
 
 
@@ -166,8 +166,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # dest must not be "dataset": `dforce data` keeps the subcommand name there
     parser.add_argument("--dataset", dest="data_name", choices=("moving_mnist", "atari"), default="moving_mnist")
     parser.add_argument("--size", type=int, choices=(32, 64), default=32)
-    parser.add_argument("--game", default="breakout", help="atari: ROM id")
-    parser.add_argument("--frames", type=int, default=100_000, help="atari: frames of the recording to use")
+    parser.add_argument("--game", default="boxing", help="atari: ROM id")
+    parser.add_argument("--frames", type=int, default=200_000, help="atari: frames of the recording to use")
     parser.add_argument("--mnist-dir", default=None, help="MNIST idx files (default $DFORCE_MNIST_DIR)")
     parser.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
     parser.add_argument("--no-progress", action="store_true")

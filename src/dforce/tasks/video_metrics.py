@@ -135,7 +135,11 @@ def divergence_threshold(real_scores: Tensor, quantile: float = 0.99) -> float:
     """
     if not 0 < quantile < 1 or real_scores.numel() == 0:
         raise ValueError(f"need a quantile in (0, 1) and some real scores; got {quantile}, {real_scores.numel()}")
-    return float(torch.quantile(real_scores.flatten().double(), quantile))
+    threshold = float(torch.quantile(real_scores.flatten().double(), quantile))
+    if threshold <= 0:   # every generated frame would count as diverged (seen with Breakout at 32x32)
+        raise ValueError("the divergence threshold is 0: the real held-out frames repeat training frames exactly; "
+                         "use data with more varied frames (e.g. another game, or a larger size)")
+    return threshold
 
 
 def first_divergence(scores: Tensor, threshold: float) -> Tensor:

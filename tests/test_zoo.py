@@ -1,6 +1,8 @@
 """The model zoo: names, directories and hf:// resolve to model directories; Hub format round trip."""
 
 import json
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -101,3 +103,10 @@ def test_every_zoo_entry_is_shipped_small_and_loads():
         assert entry.directory.is_dir(), f"{name}: {entry.directory} missing"
         assert entry.size_mb() < 20, f"{name}: {entry.size_mb():.1f} MB"
         assert DiffusionForcingModel.from_pretrained(name).token_shape
+
+
+def test_checkpoints_directory_can_be_moved(tmp_path):
+    code = "from dforce import zoo; print(zoo.CHECKPOINTS); print(sorted(zoo.entries()))"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DFORCE_CHECKPOINTS": str(tmp_path)},
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == [str(tmp_path), "[]"]

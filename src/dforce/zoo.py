@@ -10,16 +10,21 @@ where its score is recorded (a results JSON and the key path of the metric in it
 ``resolve(name_or_path)`` turns a zoo name (``"exchange"``), a directory, or
 ``hf://owner/repo[@revision]`` (downloaded with ``huggingface_hub``, cached by it) into a
 local directory. No account is needed for any of this; only ``push_to_hub`` needs one.
+
+The shipped checkpoints are read from the repository's ``checkpoints/``; an install that
+is not an editable one from a clone can point ``$DFORCE_CHECKPOINTS`` at a copy of that
+directory (read when dforce is imported).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+CHECKPOINTS = Path(os.environ.get("DFORCE_CHECKPOINTS") or Path(__file__).resolve().parents[2] / "checkpoints")
 HUB_PREFIX = "hf://"
 
 

@@ -286,3 +286,23 @@ def test_eval_video_rejects_a_non_video_checkpoint(tmp_path, capsys):
     model.save_pretrained(tmp_path / "m")
     assert main(["eval", "video", "--checkpoint", str(tmp_path / "m"), "--method", "df"]) == 2
     assert "not trained on video data" in capsys.readouterr().err
+
+
+def test_methods_figure_reads_every_record_of_the_dataset(tmp_path):
+    from dforce.tasks.video_eval import plot_methods
+
+    def record(method, frames):
+        per = {k: [0.1] * frames for k in ("mse", "psnr", "ssim", "mean", "saturated", "score")}
+        per.update({f"{k}_real": [0.2] * frames for k in ("mean", "saturated", "score")})
+        return {"dataset": "toy32", "method": method, "metrics": {
+            "per_frame": per, "fd": {"per_bin": [1.0] * math.ceil(frames / 4), "bin": 4, "real": 0.5},
+            "divergence": {"threshold": 0.3}}}
+
+    with pytest.raises(ValueError, match="no video records of toy32"):
+        plot_methods(tmp_path, "toy32")
+    for method, frames in (("df", 40), ("tf", 10)):
+        (tmp_path / f"toy32-{method}.json").write_text(json.dumps(record(method, frames)))
+    (tmp_path / "other32-df.json").write_text(json.dumps({**record("df", 8), "dataset": "other32"}))
+    assert plot_methods(tmp_path, "toy32") == tmp_path / "toy32-methods.png"
+    assert (tmp_path / "toy32-methods.png").stat().st_size > 10_000
+    assert not (tmp_path / "other32-methods.png").exists()

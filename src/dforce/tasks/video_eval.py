@@ -176,7 +176,40 @@ def run(args: argparse.Namespace) -> list[Path]:
                                 f"threshold = {args.quantile} quantile over {args.calibration} real held-out videos "
                                 "of each video's maximum score",
                   "frechet": f"per bin of {L} frame indices vs real held-out frames, features of the frame encoder"})
-    return [result, plot]
+    return [result, plot, plot_methods(args.out, tag)]
+
+
+def plot_methods(directory: Path, tag: str) -> Path:
+    """Every method's per-frame curves for one dataset on one figure, ``<tag>-methods.png``.
+
+    Reads all ``<tag>-<method>.json`` records in ``directory`` (those that eval video
+    writes); real-data references come from the record with the longest rollout.
+    """
+    import json
+
+    from ..plotting import plot_video_metrics
+
+    records = {}
+    for path in sorted(directory.glob(f"{tag}-*.json")):
+        record = json.loads(path.read_text())
+        if record.get("dataset") == tag and "per_frame" in record.get("metrics", {}):
+            records[record.get("method", path.stem[len(tag) + 1:])] = record["metrics"]
+    if not records:
+        raise ValueError(f"no video records of {tag} in {directory}")
+    longest = max(records.values(), key=lambda m: len(m["per_frame"]["mean"]))
+    L = longest["fd"]["bin"]
+    curves: dict[str, dict[str, list[float]]] = {m: {} for m in ("mse", "psnr", "ssim", "mean", "saturated", "score", "fd")}
+    for method, metrics in records.items():
+        per = metrics["per_frame"]
+        for m in ("mse", "psnr", "ssim", "mean", "saturated", "score"):
+            if m in per:
+                curves[m][method] = per[m]
+        curves["fd"][method] = [v for v in metrics["fd"]["per_bin"] for _ in range(L)][:len(per["mean"])]
+    for m in ("mean", "saturated", "score"):
+        curves[m]["real"] = longest["per_frame"][f"{m}_real"]
+    curves["fd"]["real vs train"] = [longest["fd"]["real"]] * len(longest["per_frame"]["mean"])
+    return plot_video_metrics({m: c for m, c in curves.items() if c}, directory / f"{tag}-methods.png", L,
+                              {"score": longest["divergence"]["threshold"]}, title=f"{tag}: every method")
 
 
 def score(gen: Tensor, truth: Tensor, encoder, train_feats: Tensor, train_length: int, window: int, quantile: float,

@@ -73,10 +73,11 @@ def held_out(data: DataConfig, video: VideoConfig, n: int, length: int, seed: in
 
     Returns (real, cond): real (n, L, 1, S, S) with L <= length, the ground truth that
     exists; cond (n, length, n_actions) or None. Moving MNIST videos have any length
-    (L = length). Atari test episodes are short (a random policy loses quickly): L is
-    capped at the length of the n-th longest test episode, so that the videos come from
-    min(n, episodes) different episodes (reused in turn when there are fewer than ``n``),
-    and the actions after the real ones continue the sticky random policy (seeded by ``seed``).
+    (L = length). Atari test episodes can be short (a random policy loses Breakout quickly):
+    L is capped at the length of the n-th longest test episode, so that the videos come from
+    min(n, episodes) different episodes; they are the non-overlapping L-frame clips of the
+    test episodes, reused in turn when there are fewer than ``n``. Actions after the real
+    ones continue the sticky random policy (seeded by ``seed``).
     """
     if n < 1 or length < 1:
         raise ValueError(f"need n >= 1 and length >= 1, got {n}, {length}")
@@ -95,9 +96,9 @@ def held_out(data: DataConfig, video: VideoConfig, n: int, length: int, seed: in
     real_length = min(length, int(lengths[min(n, len(lengths)) - 1])) if len(lengths) else 0
     if real_length < 2:
         raise ValueError("the Atari recording has no test episode of 2 frames or more; record more frames")
-    if len(lengths) < n:
-        log.warning("only %d Atari test episodes for %d videos: episodes are reused", len(lengths), n)
     x, a = clips(rec, real_length, "test")
+    if len(x) < n:
+        log.warning("only %d Atari test clips of %d frames for %d videos: clips are reused", len(x), real_length, n)
     pick = torch.arange(n) % len(x)
     x, a = x[pick], a[pick]
     if length > a.shape[1]:

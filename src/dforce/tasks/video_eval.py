@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     curves = {m: {"generated": per[m]} for m in ("mse", "psnr", "ssim")}
     for m in ("mean", "saturated", "score"):
         curves[m] = {"generated": per[m], "real": per[f"{m}_real"]}
-    curves["fd"] = {"generated": [v for v in metrics["fd"]["per_bin"] for _ in range(L)][:horizon],
+    curves["fd"] = {"generated": _fd_curve(metrics["fd"], horizon),
                     "real vs train": [metrics["fd"]["real"]] * horizon}
     plot = plot_video_metrics(curves, stem.with_suffix(".png"), L, {"score": metrics["divergence"]["threshold"]},
                               title=f"{tag} {args.method}: {args.rollouts} rollouts of {horizon} frames")
@@ -204,12 +204,17 @@ def plot_methods(directory: Path, tag: str) -> Path:
         for m in ("mse", "psnr", "ssim", "mean", "saturated", "score"):
             if m in per:
                 curves[m][method] = per[m]
-        curves["fd"][method] = [v for v in metrics["fd"]["per_bin"] for _ in range(L)][:len(per["mean"])]
+        curves["fd"][method] = _fd_curve(metrics["fd"], len(per["mean"]))
     for m in ("mean", "saturated", "score"):
         curves[m]["real"] = longest["per_frame"][f"{m}_real"]
     curves["fd"]["real vs train"] = [longest["fd"]["real"]] * len(longest["per_frame"]["mean"])
     return plot_video_metrics({m: c for m, c in curves.items() if c}, directory / f"{tag}-methods.png", L,
                               {"score": longest["divergence"]["threshold"]}, title=f"{tag}: every method")
+
+
+def _fd_curve(fd: dict, frames: int) -> list[float]:
+    """The per-bin Fréchet distances of a record's ``fd`` entry repeated over each bin's frames, ``frames`` long."""
+    return [v for v in fd["per_bin"] for _ in range(fd["bin"])][:frames]
 
 
 def score(gen: Tensor, truth: Tensor, encoder, train_feats: Tensor, train_length: int, window: int, quantile: float,

@@ -6,14 +6,16 @@ import argparse
 import time
 from pathlib import Path
 
+from ..config import VideoConfig
 from ..data.atari import GAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `dforce data atari`."""
-    parser.add_argument("--game", default="boxing",
-                        help=f"ale-py ROM id (tested: {', '.join(GAMES)}; default boxing)")
-    parser.add_argument("--frames", type=int, default=200_000, help="frames to record (default 200,000)")
+    parser.add_argument("--game", default=VideoConfig.game,
+                        help=f"ale-py ROM id (tested: {', '.join(GAMES)}; default {VideoConfig.game})")
+    parser.add_argument("--frames", type=int, default=VideoConfig.frames,
+                        help=f"frames to record (default {VideoConfig.frames:,})")
     parser.add_argument("--size", type=int, choices=(32, 64), default=32, help="frame side in pixels (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="emulator and policy seed (default 0)")
     parser.add_argument("--sticky", type=float, default=0.75, help="probability of repeating the previous action")

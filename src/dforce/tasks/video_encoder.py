@@ -166,8 +166,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # dest must not be "dataset": `dforce data` keeps the subcommand name there
     parser.add_argument("--dataset", dest="data_name", choices=("moving_mnist", "atari"), default="moving_mnist")
     parser.add_argument("--size", type=int, choices=(32, 64), default=32)
-    parser.add_argument("--game", default="boxing", help="atari: ROM id")
-    parser.add_argument("--frames", type=int, default=200_000, help="atari: frames of the recording to use")
+    parser.add_argument("--game", default=VideoConfig.game, help=f"atari: ROM id (default {VideoConfig.game})")
+    parser.add_argument("--frames", type=int, default=VideoConfig.frames,
+                        help=f"atari: frames of the recording to use (default {VideoConfig.frames:,})")
     parser.add_argument("--mnist-dir", default=None, help="MNIST idx files (default $DFORCE_MNIST_DIR)")
     parser.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
     parser.add_argument("--no-progress", action="store_true")

@@ -156,13 +156,8 @@ def run(args: argparse.Namespace) -> list[Path]:
 
     tag = dataset_tag(data, video)
     stem = args.out / f"{tag}-{args.method}"
-    per = metrics["per_frame"]
-    curves = {m: {"generated": per[m]} for m in ("mse", "psnr", "ssim")}
-    for m in ("mean", "saturated", "score"):
-        curves[m] = {"generated": per[m], "real": per[f"{m}_real"]}
-    curves["fd"] = {"generated": _fd_curve(metrics["fd"], horizon),
-                    "real vs train": [metrics["fd"]["real"]] * horizon}
-    plot = plot_video_metrics(curves, stem.with_suffix(".png"), L, {"score": metrics["divergence"]["threshold"]},
+    plot = plot_video_metrics(_curves({"generated": metrics}, metrics), stem.with_suffix(".png"), L,
+                              {"score": metrics["divergence"]["threshold"]},
                               title=f"{tag} {args.method}: {args.rollouts} rollouts of {horizon} frames")
     result = write_result(
         stem.with_suffix(".json"), metrics, wall_time_s=time.time() - tic, seeds={"rollout": args.seed},
@@ -197,19 +192,25 @@ def plot_methods(directory: Path, tag: str) -> Path:
     if not records:
         raise ValueError(f"no video records of {tag} in {directory}")
     longest = max(records.values(), key=lambda m: len(m["per_frame"]["mean"]))
-    L = longest["fd"]["bin"]
+    return plot_video_metrics(_curves(records, longest), directory / f"{tag}-methods.png", longest["fd"]["bin"],
+                              {"score": longest["divergence"]["threshold"]}, title=f"{tag}: every method")
+
+
+def _curves(records: dict[str, dict], reference: dict) -> dict[str, dict[str, list[float]]]:
+    """Per-frame curves {metric: {label: values}} of records' metrics {label: metrics}, with the real-data
+    curves of ``reference`` (a record's metrics) beside them; metrics no record has are left out."""
     curves: dict[str, dict[str, list[float]]] = {m: {} for m in ("mse", "psnr", "ssim", "mean", "saturated", "score", "fd")}
-    for method, metrics in records.items():
+    for label, metrics in records.items():
         per = metrics["per_frame"]
         for m in ("mse", "psnr", "ssim", "mean", "saturated", "score"):
             if m in per:
-                curves[m][method] = per[m]
-        curves["fd"][method] = _fd_curve(metrics["fd"], len(per["mean"]))
+                curves[m][label] = per[m]
+        curves["fd"][label] = _fd_curve(metrics["fd"], len(per["mean"]))
+    frames = len(reference["per_frame"]["mean"])
     for m in ("mean", "saturated", "score"):
-        curves[m]["real"] = longest["per_frame"][f"{m}_real"]
-    curves["fd"]["real vs train"] = [longest["fd"]["real"]] * len(longest["per_frame"]["mean"])
-    return plot_video_metrics({m: c for m, c in curves.items() if c}, directory / f"{tag}-methods.png", L,
-                              {"score": longest["divergence"]["threshold"]}, title=f"{tag}: every method")
+        curves[m]["real"] = reference["per_frame"][f"{m}_real"]
+    curves["fd"]["real vs train"] = [reference["fd"]["real"]] * frames
+    return {m: c for m, c in curves.items() if c}
 
 
 def _fd_curve(fd: dict, frames: int) -> list[float]:

@@ -73,11 +73,11 @@ def held_out(data: DataConfig, video: VideoConfig, n: int, length: int, seed: in
 
     Returns (real, cond): real (n, L, 1, S, S) with L <= length, the ground truth that
     exists; cond (n, length, n_actions) or None. Moving MNIST videos have any length
-    (L = length). Atari test episodes can end before the rollout does:
-    L is capped at the length of the n-th longest test episode, so that the videos come from
-    min(n, episodes) different episodes; they are the non-overlapping L-frame clips of the
-    test episodes, reused in turn when there are fewer than ``n``. Actions after the real
-    ones continue the sticky random policy (seeded by ``seed``).
+    (L = length). Atari test episodes can end before the rollout does: L is capped at the
+    length of the n-th longest test episode, so that the videos come from min(n, episodes)
+    different episodes; they are the non-overlapping L-frame clips of the test episodes,
+    reused in turn when there are fewer than ``n``. Actions after the real ones continue
+    the sticky random policy (seeded by ``seed``).
     """
     if n < 1 or length < 1:
         raise ValueError(f"need n >= 1 and length >= 1, got {n}, {length}")

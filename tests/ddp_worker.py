@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import TINY  # noqa: E402
 
 from dforce.config import load_config  # noqa: E402
-from dforce.tasks.synthetic import build_model, training_data  # noqa: E402
+from dforce.synthetic.train import build_model, training_data  # noqa: E402
 from dforce.train import loop, train  # noqa: E402
 
 out = Path(sys.argv[1])

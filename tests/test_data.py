@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from dforce.data import GENERATORS, Normalizer, cross, generate, oscillators
-from dforce.data.synthetic import MU_RANGE
+from dforce.data import Normalizer
+from dforce.synthetic.data import GENERATORS, MU_RANGE, cross, generate, oscillators
 
 
 # ---------------------------------------------------------------- generators

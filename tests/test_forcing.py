@@ -80,3 +80,20 @@ def test_fused_snr_running_mean_and_weights():
     assert torch.isfinite(w).all()
     # after a high-SNR token, the next low-SNR token counts as more informative than before it
     assert w[0, 3] > w[0, 1]
+
+
+def test_clean_prob_makes_tokens_clean_independently_and_keeps_the_stream_without_it():
+    g = lambda: torch.Generator().manual_seed(3)                                 # noqa: E731
+    assert torch.equal(training_levels(4, 9, 100, generator=g()), training_levels(4, 9, 100, generator=g(), clean_prob=0.0))
+    k = training_levels(4000, 16, 100, generator=g(), clean_prob=0.3)
+    clean = k == 0
+    assert abs(clean.float().mean() - 0.3) < 0.01
+    assert k[~clean].min() >= 1 and k[~clean].max() == 100
+    # independent per token: the chance that two neighbours are both clean is the product
+    assert abs((clean[:, 1:] & clean[:, :-1]).float().mean() - 0.09) < 0.01
+    mask = torch.ones(4000, 16, dtype=torch.bool)
+    mask[:, 12:] = False
+    assert (training_levels(4000, 16, 100, mask=mask, generator=g(), clean_prob=0.3)[:, 12:] == 100).all()
+    for bad, forcing in ((1.0, "independent"), (-0.1, "independent"), (0.2, "teacher_forcing")):
+        with pytest.raises(ValueError, match="clean_prob"):
+            training_levels(2, 3, 10, forcing, clean_prob=bad)

@@ -38,3 +38,31 @@ def test_models_do_not_import_upper_layers():
 def test_core_needs_no_logging_or_plotting_library():
     for path in SRC.rglob("*.py"):
         assert "wandb" not in _imports(path), path
+
+
+DOMAINS = ("synthetic",)                         # domain packages over the core, as they are rebuilt
+CORE = ("diffusion", "models", "train", "data", "config", "pipeline", "records", "results", "atomic")
+
+
+def _top(name: str) -> str:
+    """The dforce module a relative import of a file one package deep names ('..data.x' -> 'data')."""
+    return name.lstrip(".").split(".")[0] if name.startswith("..") else ""
+
+
+def test_domain_packages_import_the_core_and_no_other_domain():
+    above = ("tasks", "tables", "cli", "envs", *DOMAINS)
+    for domain in DOMAINS:
+        for path in (SRC / domain).glob("*.py"):
+            for name in _imports(path):
+                top = _top(name)
+                assert not (top in above and top != domain), f"{domain}/{path.name} imports {name}"
+                assert not name.startswith("dforce."), f"{domain}/{path.name} imports {name} absolutely"
+
+
+def test_core_imports_no_domain():
+    files = [p for c in CORE for p in ([SRC / f"{c}.py"] if (SRC / f"{c}.py").is_file() else (SRC / c).rglob("*.py"))]
+    assert files
+    for path in files:
+        for name in _imports(path):
+            stripped = name.lstrip(".").split(".")[0]
+            assert stripped not in DOMAINS, f"{path.relative_to(SRC)} imports {name}"

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from dforce.config import CHOICES
-from dforce.data.linear_gaussian import LinearGaussian
-from dforce.data.synthetic import generate
+from dforce.synthetic.linear_gaussian import LinearGaussian
+from dforce.synthetic.data import generate
 from dforce.diffusion import NoiseSchedule, elbo, nats_per_dim, prediction_from, subsequence_elbo
 from dforce.models import GRUDenoiser
 

@@ -7,7 +7,7 @@ import torch
 from helpers import TINY
 
 from dforce.cli import main
-from dforce.data.linear_gaussian import LinearGaussian, linear_gaussian
+from dforce.synthetic.linear_gaussian import LinearGaussian, linear_gaussian
 
 LENGTH = 8  # TINY's data.length
 

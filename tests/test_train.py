@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from dforce import DiffusionForcingModel
 from dforce.config import load_config
-from dforce.tasks.synthetic import build_model, training_data
+from dforce.synthetic.train import build_model, training_data
 from dforce.train import TrainingDiverged, learning_rate, train
 from dforce.train.checkpoint import latest
 from helpers import ROOT, TINY, dforce, env

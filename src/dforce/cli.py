@@ -13,8 +13,8 @@ log = logging.getLogger("dforce")
 
 # `dforce eval NAME`: each module offers add_arguments(parser) and run(args) -> list[Path].
 EVALS = {
-    "likelihood": ("dforce.tasks.likelihood", "ELBO of DF / teacher-forcing / full-sequence models vs the exact log-likelihood"),
-    "compositional": ("dforce.tasks.compositional", "memory vs memoryless MPC sampling on the cross dataset (stitching)"),
+    "likelihood": ("dforce.synthetic.likelihood", "ELBO of DF / teacher-forcing / full-sequence models vs the exact log-likelihood"),
+    "compositional": ("dforce.synthetic.compositional", "memory vs stitching on the cross data: DF, teacher forcing and full sequence against the ideal"),
     "forecasting": ("dforce.tasks.forecast_eval", "DF vs teacher forcing, full sequence, DeepAR and naive baselines (CRPS-sum)"),
     "planning": ("dforce.tasks.planning_eval", "Maze2D planning: DF with MCG vs ablations and Diffuser-like baselines (D4RL score)"),
     "video": ("dforce.tasks.video_eval", "long video rollouts: MSE/PSNR/SSIM, Frechet distance, divergence, speed"),
@@ -106,7 +106,7 @@ def _config(path: str, overrides: Sequence[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .tasks.synthetic import train_run
+    from .synthetic.train import train_run
 
     cfg = _config(args.config, args.overrides)
     name = "default" if args.config == "default" else Path(args.config).stem
@@ -135,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .tasks.synthetic import sample_run
+    from .synthetic.train import sample_run
 
     if _is_video_checkpoint(args.checkpoint):
         from .tasks.video import sample_video

@@ -56,6 +56,7 @@ class DiffusionConfig:
     snr_gamma: float = 5.0
     fused_decay: float = 0.9
     forcing: str = "independent"
+    clean_prob: float = 0.0             # independent forcing: chance a training token is clean (level 0)
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,14 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """A built-in synthetic dataset (see dforce.data.synthetic)."""
+    """A built-in synthetic dataset (see dforce.synthetic.data)."""
 
     name: str = "oscillators"
     sequences: int = 4096
     length: int = 32
     window: Optional[int] = None        # train on one random crop of this many tokens per sequence
+    suffixes: bool = False              # train on suffixes from uniform offsets, padded and masked
+    fresh: bool = False                 # cross only: draw new sequences for every batch
     noise: Optional[float] = None       # None: the generator's default
     seed: int = 0
 
@@ -198,7 +201,7 @@ POSITIVE = (
 NON_NEGATIVE = ("sampling.slope", "sampling.eta", "sampling.stabilization", "data.noise", "train.weight_decay",
                 "train.warmup", "train.grad_clip", "train.eval_every", "forecast.max_lag",
                 "planning.guidance_scale", "imitation.action_noise")
-UNIT_INTERVAL = ("diffusion.fused_decay", "train.ema_decay")
+UNIT_INTERVAL = ("diffusion.fused_decay", "diffusion.clean_prob", "train.ema_decay")
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -229,6 +232,18 @@ def check(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"data.length={cfg.data.length} must be >= 2")
     if cfg.data.window is not None and not 2 <= cfg.data.window <= cfg.data.length:
         raise ValueError(f"data.window={cfg.data.window} must lie in [2, data.length={cfg.data.length}]")
+    if cfg.diffusion.clean_prob and cfg.diffusion.forcing != "independent":
+        raise ValueError(f"diffusion.clean_prob={cfg.diffusion.clean_prob} applies to diffusion.forcing=independent "
+                         f"only, got {cfg.diffusion.forcing}")
+    if cfg.data.window is not None and cfg.data.suffixes:
+        raise ValueError("data.window and data.suffixes exclude each other; choose one way to crop")
+    synthetic = ("oscillators", "cross", "linear_gaussian")
+    for key in ("suffixes", "fresh"):
+        if getattr(cfg.data, key) and cfg.data.name not in synthetic:
+            raise ValueError(f"data.{key}=true applies to the synthetic datasets ({', '.join(synthetic)}), "
+                             f"not data.name={cfg.data.name}")
+    if cfg.data.fresh and cfg.data.name != "cross":
+        raise ValueError(f"data.fresh=true is implemented for data.name=cross only, got {cfg.data.name}")
     if cfg.data.name == "timeseries" and not cfg.forecast.dataset:
         raise ValueError("data.name=timeseries needs forecast.dataset (a GluonTS name, archive, directory or CSV)")
     if cfg.data.name in ("moving_mnist", "atari") and cfg.model.backbone != "frames":

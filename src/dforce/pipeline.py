@@ -67,7 +67,8 @@ class DiffusionForcingModel(nn.Module):
                               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Training levels (B, T) and noise (B, T, *D) for a batch, on the generator's device."""
         B, T = x0.shape[:2]
-        k = training_levels(B, T, self.schedule.levels, self.diffusion_cfg.forcing, mask, generator)  # type: ignore[arg-type]
+        k = training_levels(B, T, self.schedule.levels, self.diffusion_cfg.forcing, mask, generator,  # type: ignore[arg-type]
+                            clean_prob=self.diffusion_cfg.clean_prob)
         noise = torch.randn(x0.shape, generator=generator)
         return k, noise
 

@@ -16,7 +16,6 @@ from torch import Tensor
 
 MAX_FEATURES = 4     # rows of feature-vs-time panels in a rollout plot
 MAX_SEQUENCES = 3    # sequences drawn per rollout panel
-MAX_SAMPLES = 64     # trajectories drawn per panel by plot_labelled_panels
 GAP_LINEAR_RANGE = 0.5  # nats/dim: gap axes turn logarithmic beyond +-this when some gap exceeds it
 
 
@@ -173,39 +172,6 @@ def plot_loss(steps: list[int], losses: list[float], path: str | os.PathLike) ->
     ax.set_ylabel("loss")
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
-
-
-def plot_labelled_panels(panels: dict[str, tuple[Tensor, Tensor]], names: list[str], path: str | os.PathLike,
-                         colors: list[str] | None = None, title: str | None = None) -> Path:
-    """Side-by-side 2-D trajectory panels coloured by class.
-
-    panels: title -> (samples (B, T, D>=2), labels (B,) ints indexing ``names``); up to
-    64 trajectories per panel are drawn, dot = start. The legend gives each class's share
-    of *all* B samples of the panel.
-    """
-    if not panels:
-        raise ValueError("plot_labelled_panels needs at least one panel")
-    colors = colors or [f"C{i}" for i in range(len(names))]
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.8), squeeze=False, layout="constrained")
-    for ax, (panel_title, (samples, labels)) in zip(axes[0], panels.items()):
-        _check_dims("samples", samples, 3)
-        xs, ls = _np(samples[:MAX_SAMPLES]), labels[:MAX_SAMPLES].tolist()
-        for seq, lab in zip(xs, ls):
-            ax.plot(seq[:, 0], seq[:, 1], color=colors[lab], lw=0.8, alpha=0.6)
-            ax.plot(seq[0, 0], seq[0, 1], "o", color=colors[lab], ms=2.5)
-        for i, name in enumerate(names):
-            share = float((labels == i).float().mean())
-            ax.plot([], [], color=colors[i], label=f"{name} {share:.0%}")
-        ax.set_aspect("equal")
-        ax.set_xlim(-1.4, 1.4)
-        ax.set_ylim(-1.4, 1.4)
-        ax.set_title(panel_title, fontsize=10)
-        ax.legend(loc="upper center", fontsize=8, ncol=len(names), frameon=False, bbox_to_anchor=(0.5, -0.06))
-    if title:
-        axes[0][0].text(0.0, 1.09, title, transform=axes[0][0].transAxes, fontsize=9, va="bottom")
-    return _save(fig, path)
-
 
 
 def plot_likelihood(

@@ -1,11 +1,8 @@
-"""Data: synthetic generators producing (B, T, *D) tensors, a checkpointed Normalizer,
-in-memory training sequences, and (with the [timeseries] extra) GluonTS/ETT loaders in
-``dforce.data.timeseries``."""
+"""Data: a checkpointed Normalizer, training sequences (in memory or drawn fresh per batch) and
+the domain loaders (``dforce.data.timeseries`` with the [timeseries] extra, Maze2D, video).
+The synthetic generators live in :mod:`dforce.synthetic`."""
 
-from .linear_gaussian import LinearGaussian, linear_gaussian
 from .normalizer import Normalizer
-from .sequences import Sequences
-from .synthetic import GENERATORS, cross, generate, oscillators
+from .sequences import FreshSequences, Sequences
 
-__all__ = ["GENERATORS", "LinearGaussian", "Normalizer", "Sequences", "cross", "generate", "linear_gaussian",
-           "oscillators"]
+__all__ = ["FreshSequences", "Normalizer", "Sequences"]

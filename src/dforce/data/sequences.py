@@ -1,7 +1,9 @@
-"""Training sequences held in memory: tokens, optional per-token conditioning and mask."""
+"""Training sequences: held in memory (tokens, optional per-token conditioning and mask), or drawn
+fresh for every batch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -54,3 +56,32 @@ class Sequences(torch.utils.data.Dataset):
         """(x, cond, mask) rows at ``index`` (B,)."""
         pick = (lambda t: None if t is None else t[index])
         return self.x[index], pick(self.cond), pick(self.mask)
+
+
+Draw = Callable[[int, torch.Generator], tuple[Tensor, Tensor | None]]
+
+
+@dataclass(frozen=True)
+class FreshSequences(Sequences):
+    """Sequences drawn anew for every batch: ``draw(n, generator) -> (x (n, T, *D), mask (n, T) or None)``.
+
+    ``x`` (and ``mask``) hold one draw of ``len`` sequences, used for the normalizer and the
+    shapes; :meth:`batch` ignores which rows the indices name and draws fresh ones from a
+    generator seeded by the indices themselves, so a step's batch is the same on a resumed
+    run (the loop's batch order is seeded) and different from every other step's.
+    """
+
+    draw: Draw | None = None
+    seed: int = 0
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        if self.draw is None:
+            raise ValueError("FreshSequences needs a draw function")
+        x, mask = self.draw(len(index), torch.Generator().manual_seed(_index_seed(index, self.seed)))
+        return x, None, mask
+
+
+def _index_seed(index: Tensor, seed: int) -> int:
+    """A 62-bit seed from a batch of indices (order matters) and a base seed."""
+    weights = torch.arange(1, len(index) + 1, dtype=torch.int64) * 2_654_435_761
+    return int(((index.long() * weights).sum() + seed * 1_000_003) % (1 << 62))

@@ -3,7 +3,10 @@
 Diffusion Forcing draws an independent level per token (paper, Alg. 1); the two
 ablations every domain compares against share the same loss:
 
-* ``independent``: k_t ~ U{1..K} for every token (Diffusion Forcing);
+* ``independent``: k_t ~ U{1..K} for every token (Diffusion Forcing); with
+  ``clean_prob`` > 0 each token is instead clean (k_t = 0, no loss) with that probability,
+  still independently, so the clean context that sampling conditions on (committed at
+  level 0) is part of the training distribution rather than an extrapolation from level 1;
 * ``full_sequence``: one k ~ U{1..K} shared by all tokens of a sequence (causal
   full-sequence diffusion);
 * ``teacher_forcing``: one real token per sequence, at a uniformly drawn position, is
@@ -37,18 +40,27 @@ def training_levels(
     mask: Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    clean_prob: float = 0.0,
 ) -> Tensor:
     """Draw training noise levels (B, T) int64 in [0, K]; padding (mask False) gets K.
 
     mask: (B, T) bool, True = real token. For ``teacher_forcing`` the noised token is
-    drawn uniformly among the real tokens of each sequence.
+    drawn uniformly among the real tokens of each sequence. ``clean_prob`` (``independent``
+    only): the probability that a token is clean, drawn per token.
     """
+    if not 0 <= clean_prob < 1:
+        raise ValueError(f"clean_prob must lie in [0, 1), got {clean_prob}")
+    if clean_prob and forcing != "independent":
+        raise ValueError(f"clean_prob applies to independent forcing only, got forcing={forcing!r}")
     def uniform(*shape: int) -> Tensor:
         return torch.randint(1, levels + 1, shape, generator=generator, device=device)
 
     match forcing:
         case "independent":
             k = uniform(batch, horizon)
+            if clean_prob:   # drawn only when asked, so runs without it keep their random stream
+                clean = torch.rand(batch, horizon, generator=generator, device=device) < clean_prob
+                k = torch.where(clean, 0, k)
         case "full_sequence":
             k = uniform(batch, 1).expand(batch, horizon).clone()
         case "teacher_forcing":

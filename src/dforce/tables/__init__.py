@@ -9,7 +9,8 @@ A markdown file holds a generated block between two markers::
 ``dforce tables`` rewrites every such block in README.md and docs/*.md from the results
 files; ``dforce tables --check`` only reports stale blocks and exits 1 when there are any
 (a test runs it, so a table cannot drift from the numbers behind it). Each domain's
-generator lives in its own module and takes the project root.
+generator lives with its domain (or in this package for the domains not yet moved) and
+takes the project root.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from . import api, compositional, forecasting, headline, imitation, likelihood, planning, speed, video
-from .common import ROOT
+from ..synthetic import table as synthetic
+from . import api, forecasting, headline, imitation, planning, speed, video
+from ..records import ROOT
 
 BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
 
@@ -27,8 +29,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline.table,
     "planning": planning.table,
     "forecasting": forecasting.table,
-    "likelihood": likelihood.table,
-    "compositional": compositional.table,
+    "likelihood": synthetic.likelihood,
+    "compositional": synthetic.compositional,
     "imitation": imitation.table,
     "video": video.table,
     "speed": speed.table,

@@ -13,7 +13,7 @@ import inspect
 import typing
 from pathlib import Path
 
-from .common import ROOT
+from ..records import ROOT
 
 # module -> names (None: the module's __all__), in reading order.
 MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
@@ -23,6 +23,11 @@ MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("dforce.data", None),
     ("dforce.train", None),
     ("dforce.zoo", ("entries", "resolve", "push_to_hub")),
+    ("dforce.synthetic.data", ("GENERATORS", "generate", "oscillators", "cross", "cross_paths", "suffixes",
+                               "cross_suffixes")),
+    ("dforce.synthetic.linear_gaussian", ("LinearGaussian", "linear_gaussian")),
+    ("dforce.synthetic.train", ("training_data", "held_out", "train_run", "sample_run")),
+    ("dforce.synthetic.cross", ("classify", "fractions", "wilson", "ideal")),
     ("dforce.tasks.planning", ("Planner", "Plan", "goal_cost", "pd_action", "train_planner")),
     ("dforce.tasks.forecasting", ("Forecaster", "train_forecaster")),
     ("dforce.tasks.gluonts_api", ("DiffusionForcingEstimator", "DiffusionForcingPredictor")),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import MISSING, load, markdown
+from ..records import MISSING, load, markdown
 
 DATASETS = (("exchange_rate_nips", "Exchange"), ("etth1", "ETTh1"), ("etth2", "ETTh2"))
 METHODS = (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..records import MISSING, load, markdown, metrics
+from ..synthetic.table import headline_rows as synthetic_rows
 from . import planning
-from .common import MISSING, load, markdown, metrics
 
 
 def _planning_rows(root: Path) -> list[list[str]]:
@@ -42,19 +43,9 @@ def _imitation_row(root: Path) -> list[str]:
             ours, "`results/imitation/df*.json`"]
 
 
-def _likelihood_row(root: Path) -> list[str]:
-    m = metrics(root, "likelihood", "linear_gaussian.json")
-    ours = MISSING
-    if m and "df" in m["models"]:
-        last = m["models"]["df"]["by_length"][-1]
-        ours = f"gap {last['gap']:.3f} ± {last['gap_se']:.3f} at {last['length']} tokens"
-    return ["ELBO vs exact likelihood", "exact − ELBO, nats/dim (≥ 0, small)", "(a bound, not measured)", ours,
-            "`results/likelihood/linear_gaussian.json`"]
-
-
 def table(root: Path) -> str:
-    """Rows: planning (six), forecasting, video, imitation, likelihood."""
+    """Rows: planning (six), forecasting, video, imitation, likelihood, compositional generation."""
     header = ["capability", "metric", "paper", "dforce", "record"]
     rows = [*_planning_rows(root), _forecasting_row(root), *_video_rows(root), _imitation_row(root),
-            _likelihood_row(root)]
+            *synthetic_rows(root)]
     return markdown(header, rows)

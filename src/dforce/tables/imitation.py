@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import MISSING, markdown, metrics
+from ..records import MISSING, markdown, metrics
 
 METHODS = (("df", "`df` (memory, corrupted tokens flagged at `k_c`)"),
            ("teacher_forcing", "`teacher_forcing` (memory, corrupted tokens taken as clean)"),

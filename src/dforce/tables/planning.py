@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import MISSING, markdown, mean_err, metrics
+from ..records import MISSING, markdown, mean_err, metrics
 
 # Paper Table 1 (REFERENCE.md): results-file stem, row label, then Diffuser* (PD), Diffuser with
 # diffused actions, DF w/o MCG, DF.

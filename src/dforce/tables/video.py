@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import MISSING, load, markdown
+from ..records import MISSING, load, markdown
 
 METHODS = ("df", "df_nostab", "tf", "fs")
 

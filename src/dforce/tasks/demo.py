@@ -25,8 +25,8 @@ import torch
 from ..config import load_config
 from ..plotting import plot_loss, plot_rollout, plot_schedules
 from ..results import write_result
+from ..synthetic.train import held_out, rollout_stats, train_run
 from .demo_page import write_index
-from .synthetic import held_out, rollout_stats, train_run
 
 CONTEXT = 8
 ROLLOUT_MULTIPLE = 10

@@ -3,7 +3,7 @@
 Models trained on the linear-Gaussian AR(1) process (``data.name=linear_gaussian``,
 presets ``configs/likelihood_{df,tf,fs}.yaml``) are scored on held-out sequences drawn
 from the same process with a seed the training set never uses
-(:func:`dforce.tasks.synthetic.held_out`). For each model and each length L:
+(:func:`dforce.synthetic.train.held_out`). For each model and each length L:
 
 * ``elbo``: the Monte Carlo ELBO of the first L tokens on their own: the sum of the
   per-token bounds of :func:`dforce.diffusion.likelihood.elbo`, which start from a fresh
@@ -30,11 +30,11 @@ import torch
 from torch import Tensor
 
 from ..config import DataConfig
-from ..data.linear_gaussian import LinearGaussian
+from .linear_gaussian import LinearGaussian
 from ..diffusion.likelihood import elbo
 from ..pipeline import DiffusionForcingModel
 from ..results import write_result
-from .synthetic import HELD_OUT_SEED_OFFSET, held_out
+from .train import HELD_OUT_SEED_OFFSET, held_out
 
 DEFAULT_OUT = Path("results/likelihood/linear_gaussian.json")
 DATASET = "linear_gaussian"

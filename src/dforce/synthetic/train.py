@@ -1,4 +1,4 @@
-"""Train and sample on the built-in synthetic datasets (oscillators, cross)."""
+"""Train and sample on the built-in synthetic datasets (oscillators, cross, linear-Gaussian)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 from torch import Tensor
 
 from ..config import DataConfig, RunConfig
-from ..data.sequences import Sequences, random_windows
-from ..data.synthetic import generate
+from ..data.sequences import FreshSequences, Sequences, random_windows
 from ..pipeline import DiffusionForcingModel
 from ..train import train
+from .data import cross_paths, cross_suffixes, generate, suffixes
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +22,27 @@ HELD_OUT_SEED_OFFSET = 1_000  # held-out sequences come from a seed the training
 
 
 def training_data(cfg: DataConfig) -> Sequences:
-    """The configured dataset; with ``data.window``, one seeded random crop per sequence."""
+    """The configured dataset: ``data.sequences`` sequences of ``data.length`` tokens.
+
+    ``data.window``: one seeded random crop per sequence; ``data.suffixes``: one seeded
+    suffix per sequence, padded and masked; ``data.fresh`` (cross): new suffixes or whole
+    paths drawn for every batch (``data.sequences`` is then only the size of an epoch).
+    """
+    g = torch.Generator().manual_seed(cfg.seed)
+    if cfg.fresh:
+        noise = 0.01 if cfg.noise is None else cfg.noise
+        if cfg.suffixes:
+            draw = lambda n, gen: cross_suffixes(n, cfg.length, gen, noise)         # noqa: E731
+        else:
+            draw = lambda n, gen: (cross_paths(n, cfg.length, gen, noise), None)   # noqa: E731
+        x, mask = draw(cfg.sequences, g)
+        return FreshSequences(x, mask=mask, draw=draw, seed=cfg.seed)
     x = generate(cfg.name, cfg.sequences, cfg.length, cfg.seed, cfg.noise)
     if cfg.window is not None:
-        x = random_windows(x, cfg.window, torch.Generator().manual_seed(cfg.seed))
+        return Sequences(random_windows(x, cfg.window, g))
+    if cfg.suffixes:
+        x, mask = suffixes(x, g)
+        return Sequences(x, mask=mask)
     return Sequences(x)
 
 

@@ -1,7 +1,8 @@
-"""Seeded synthetic sequence data: noisy Van der Pol oscillators and the paper's "cross".
+"""Seeded synthetic sequence data: noisy Van der Pol oscillators, the paper's "cross" and a
+linear-Gaussian AR(1) process.
 
-Both generators return float32 tensors (n, length, 2), are vectorized over sequences
-(the only Python loop is over time steps of the integrator) and are deterministic for
+Every generator returns float32 tensors (n, length, D), is vectorized over sequences
+(the only Python loop is over time steps of the integrator) and is deterministic for
 a seed: all randomness comes from one ``torch.Generator``.
 """
 
@@ -87,15 +88,44 @@ def cross(n: int, length: int, seed: int = 0, noise: float = 0.01) -> Tensor:
 
     Each sequence starts at one of the 4 corners of [-1, 1]^2 (uniformly) at t=0 and
     moves at constant speed along a diagonal to the opposite corner, reached at
-    t=length-1; Gaussian noise of std ``noise`` is added to every point.
-    Returns (n, length, 2) float32.
+    t=length-1; Gaussian noise of std ``noise`` is added to every point. With an odd
+    ``length`` token (length-1)/2 of every path lies exactly on the centre, where all
+    four directions meet. Returns (n, length, 2) float32.
     """
+    return cross_paths(n, length, torch.Generator().manual_seed(seed), noise)
+
+
+def cross_paths(n: int, length: int, g: torch.Generator, noise: float = 0.01) -> Tensor:
+    """:func:`cross` drawn from a generator ``g`` instead of a seed."""
     _check(n, length, noise)
-    g = torch.Generator().manual_seed(seed)
     start = 2.0 * torch.randint(0, 2, (n, 1, 2), generator=g) - 1.0                 # (n, 1, 2)
     frac = torch.linspace(0, 1, length)[None, :, None]                               # (1, T, 1)
     path = start * (1 - 2 * frac)                                                    # start -> -start
     return (path + noise * torch.randn(n, length, 2, generator=g)).float()
+
+
+def suffixes(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Each sequence (N, T, *D) cut at a uniform offset o in [0, T-2] and shifted to start at
+    token 0: returns the suffixes (N, T, *D) and the mask (N, T) (True = real token, the
+    first T - o).
+
+    A causal model trained on suffixes sees every sequence begin anywhere, so a context of
+    one or two tokens from the middle of a path is in its training distribution, and with
+    o = 0 the whole path is too. The masked tail holds the cut-off prefix (the sequence
+    rotated): it is never trained on, and it keeps the tokens' overall statistics, which
+    the normalizer is fitted on, those of whole sequences.
+    """
+    N, T = x.shape[:2]
+    if T < 2:
+        raise ValueError(f"suffixes need sequences of >= 2 tokens, got {T}")
+    offset = torch.randint(0, T - 1, (N, 1), generator=generator)                   # (N, 1)
+    source = offset + torch.arange(T)                                                # (N, T)
+    return x[torch.arange(N)[:, None], source % T], source < T
+
+
+def cross_suffixes(n: int, length: int, generator: torch.Generator, noise: float = 0.01) -> tuple[Tensor, Tensor]:
+    """Fresh cross paths cut into :func:`suffixes`: ((n, length, 2), (n, length) mask)."""
+    return suffixes(cross_paths(n, length, generator, noise), generator)
 
 
 GENERATORS: dict[str, Callable[..., Tensor]] = {

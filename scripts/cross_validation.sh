@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The cross experiment's choices, made on validation seeds only (docs/compositional.md): each
+# Diffusion Forcing candidate below sampled with each scheduling, 300 trajectories per context
+# mode, records in results/compositional/validation/<candidate>-<scheduling>/.
+# Candidates (trained with `dforce train configs/cross_df.yaml <overrides> --out runs/cross_df_<name>`):
+#   mins    diffusion.weighting=min_snr                                  (the library default)
+#   x0u     diffusion.weighting=uniform diffusion.target=x0
+#   vu      diffusion.weighting=uniform                                  (= configs/cross_df.yaml)
+#   c5      diffusion.weighting=min_snr diffusion.clean_prob=0.5
+#   c5u     diffusion.weighting=uniform diffusion.clean_prob=0.5
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DFORCE=${DFORCE:-.venv/bin/dforce}
+for candidate in ${CANDIDATES:-mins x0u vu c5 c5u}; do
+  for scheduling in ${SCHEDULINGS:-full_sequence autoregressive}; do
+    "$DFORCE" eval compositional --checkpoints "df=runs/cross_df_$candidate/model" --split val \
+      --scheduling "$scheduling" --samples 300 --no-plot \
+      --out "results/compositional/validation/$candidate-$scheduling"
+  done
+done

@@ -10,7 +10,7 @@ import torch
 from dforce.cli import main
 from dforce.config import load_config
 from dforce.synthetic.compositional import parse_context
-from dforce.synthetic.cross import CLASSES, classify, fractions, ideal, wilson
+from dforce.synthetic.cross import CLASSES, classify, distance_to_ideal, fractions, ideal, wilson
 from dforce.synthetic.data import cross, cross_suffixes, suffixes
 from dforce.synthetic.train import training_data
 
@@ -69,6 +69,10 @@ def test_ideal_prediction_for_each_context():
     # every token replanned: one way at the corner, 30 coin flips off the centre, four ways on it
     assert ideal(33, 1, 1)["diagonal"] == pytest.approx(2.0**-30 / 4, rel=1e-9)
     assert ideal(32, 16, 1) is None                                     # no token on the centre
+    labels = torch.tensor([0] * 25 + [1] * 50 + [2] * 25)
+    assert distance_to_ideal(fractions(labels), ideal(33, 16, 1)) == pytest.approx(0.0)
+    assert distance_to_ideal(fractions(labels), ideal(33, 16, None)) == pytest.approx(0.75)
+    assert distance_to_ideal(fractions(labels), None) is None
 
 
 def test_ideal_agrees_with_simulating_the_exact_sampler():
@@ -155,7 +159,7 @@ def test_eval_compositional_writes_a_record_per_model_and_mode(tiny_models, tmp_
     m = record["metrics"]
     assert sum(m[c]["fraction"] for c in CLASSES) == pytest.approx(1.0)
     assert sum(m[c]["count"] for c in CLASSES) == 12 and m["samples"] == 12
-    assert m["ideal"] == pytest.approx(ideal(9, 4, 1))
+    assert m["ideal"] == pytest.approx(ideal(9, 4, 1)) and 0 <= m["distance_to_ideal"] <= 1
     assert all(m[c]["ci95"][0] <= m[c]["fraction"] <= m[c]["ci95"][1] for c in CLASSES)
     fs = json.loads((out / "cross-fs-memory.json").read_text())["protocol"]
     assert fs["conditioning"].startswith("replacement") and fs["scheduling"] == "full_sequence"

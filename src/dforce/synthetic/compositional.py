@@ -42,7 +42,7 @@ from torch import Tensor
 from ..config import DataConfig
 from ..diffusion import Inpaint, by_name, commit, denoise_chunk
 from ..pipeline import DiffusionForcingModel
-from .cross import CLASSES, END_TOL, PATH_TOL, classify, end_corners, fractions, ideal
+from .cross import CLASSES, END_TOL, PATH_TOL, classify, distance_to_ideal, end_corners, fractions, ideal
 from .data import generate
 from .likelihood import parse_checkpoints
 from .train import HELD_OUT_SEED_OFFSET
@@ -191,7 +191,8 @@ def evaluate(name: str, sampler: Sampler, start: Tensor, length: int, execute: i
     g = torch.Generator(sampler.model.device).manual_seed(seed)
     traj = mpc(sampler, start, length, args.horizon, execute, context, g)
     labels = classify(traj, args.end_tol, args.path_tol)
-    metrics = {**fractions(labels), "ideal": ideal(length, execute, context),
+    measured, expected = fractions(labels), ideal(length, execute, context)
+    metrics = {**measured, "ideal": expected, "distance_to_ideal": distance_to_ideal(measured, expected),
                "diagnostics": end_corners(traj), "samples": int(start.shape[0])}
     return metrics, traj, labels
 

@@ -93,6 +93,14 @@ def end_corners(traj: Tensor) -> dict[str, float]:
             "end_distance_to_nearest_corner_median": float(nearest.median())}
 
 
+def distance_to_ideal(measured: dict[str, dict], expected: dict[str, float] | None) -> float | None:
+    """Total variation distance between measured class fractions (as :func:`fractions` returns) and
+    the ideal's, 0 (identical) to 1 (disjoint); None without an ideal."""
+    if expected is None:
+        return None
+    return 0.5 * sum(abs(measured[name]["fraction"] - expected[name]) for name in CLASSES)
+
+
 # ---- the ideal sampler ------------------------------------------------------------------------
 
 Point = tuple[int, int]

@@ -42,7 +42,8 @@ def _share(cls: dict) -> str:
 
 def compositional(root: Path) -> str:
     """One row per record ``results/compositional/cross-*.json``: method, context, class shares, ideal."""
-    header = ["method", "context", "scheduling", "trajectories", *CLASSES, "ideal (diagonal / stitched / other)"]
+    header = ["method", "context", "scheduling", "trajectories", *CLASSES, "ideal (diagonal / stitched / other)",
+              "distance to ideal"]
     records = [r for r in (load(p) for p in sorted((root / "results" / "compositional").glob("cross-*.json"))) if r]
 
     def order(record: dict) -> tuple:
@@ -57,8 +58,9 @@ def compositional(root: Path) -> str:
         ideal = m.get("ideal")
         expected = " / ".join(f"{ideal[c]:.2f}" for c in CLASSES) if ideal else MISSING
         context = "whole past" if p["context"] == "all" else f"last {p['context']}"
+        distance = m.get("distance_to_ideal")
         rows.append([f"{p['method']} (`{p['name']}`)", context, p["scheduling"], str(m["samples"]),
-                     *(_share(m[c]) for c in CLASSES), expected])
+                     *(_share(m[c]) for c in CLASSES), expected, MISSING if distance is None else f"{distance:.3f}"])
     return markdown(header, rows)
 
 

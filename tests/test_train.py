@@ -139,8 +139,8 @@ def test_model_rollout_accepts_guidance_under_no_grad():
     assert cost(model.normalizer.normalize(guided)).mean() < cost(model.normalizer.normalize(plain)).mean()
 
 
-@pytest.mark.parametrize("preset", ["oscillators_transformer.yaml", "cross.yaml", "likelihood_df.yaml",
-                                    "likelihood_tf.yaml"])
+@pytest.mark.parametrize("preset", ["oscillators_transformer.yaml", "cross_df.yaml", "cross_tf.yaml", "cross_fs.yaml",
+                                    "likelihood_df.yaml", "likelihood_tf.yaml"])
 def test_presets_train_a_few_steps(tmp_path, preset):
     """Each shipped preset builds, trains and samples (at a tiny size)."""
     cfg = load_config(ROOT / "configs" / preset, TINY + ["train.steps=6", "train.checkpoint_every=3", "model.heads=2"])

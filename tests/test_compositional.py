@@ -194,7 +194,8 @@ def test_eval_compositional_rejects_other_data(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["diffusion.clean_prob=0.3 diffusion.forcing=full_sequence", "diffusion.clean_prob=1",
-                                 "diffusion.clean_prob=nan"])
-def test_config_rejects_clean_prob_out_of_range_or_without_independent_forcing(bad):
-    with pytest.raises(ValueError, match="clean_prob"):
+                                 "diffusion.clean_prob=nan", "diffusion.tf_position=token",
+                                 "diffusion.tf_position=first diffusion.forcing=teacher_forcing"])
+def test_config_rejects_forcing_options_out_of_range_or_for_another_forcing(bad):
+    with pytest.raises(ValueError, match="clean_prob|tf_position"):
         load_config("configs/cross_df.yaml", bad.split())

@@ -97,3 +97,23 @@ def test_clean_prob_makes_tokens_clean_independently_and_keeps_the_stream_withou
     for bad, forcing in ((1.0, "independent"), (-0.1, "independent"), (0.2, "teacher_forcing")):
         with pytest.raises(ValueError, match="clean_prob"):
             training_levels(2, 3, 10, forcing, clean_prob=bad)
+
+
+def test_teacher_forcing_token_positions_weight_every_real_token_alike():
+    """With padded sequences of lengths 2 and 8, a draw among real tokens trains position 1 of the short
+    ones far more often; a draw among all positions trains every real token equally often."""
+    mask = torch.zeros(8000, 8, dtype=torch.bool)
+    mask[:4000, :2] = True
+    mask[4000:] = True
+    g = torch.Generator().manual_seed(0)
+    for position, expected_short_share in (("real", 0.5), ("token", 2 / 10)):
+        k = training_levels(8000, 8, 100, "teacher_forcing", mask, g, tf_position=position)
+        trained = (k > 0) & mask                                                   # (B, T)
+        assert (trained.sum(1) <= 1).all()
+        short_share = trained[:4000].sum() / trained.sum()
+        assert abs(float(short_share) - expected_short_share) < 0.02
+        if position == "token":
+            per_token = trained.sum(0).float() / mask.sum(0)                          # rate per real token
+            assert torch.allclose(per_token, torch.full((8,), 1 / 8), atol=0.02)
+    with pytest.raises(ValueError, match="tf_position"):
+        training_levels(2, 3, 10, "teacher_forcing", tf_position="first")

@@ -20,6 +20,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "diffusion.target": ("eps", "x0", "v"),
     "diffusion.weighting": ("uniform", "min_snr", "fused_snr"),
     "diffusion.forcing": ("independent", "full_sequence", "teacher_forcing"),
+    "diffusion.tf_position": ("real", "token"),
     "sampling.scheduling": ("full_sequence", "autoregressive", "pyramid", "trapezoid"),
     "sampling.step": ("ddim", "ddpm"),
     "data.name": ("oscillators", "cross", "linear_gaussian", "timeseries", "maze2d", "moving_mnist", "atari",
@@ -57,6 +58,7 @@ class DiffusionConfig:
     fused_decay: float = 0.9
     forcing: str = "independent"
     clean_prob: float = 0.0             # independent forcing: chance a training token is clean (level 0)
+    tf_position: str = "real"           # teacher forcing: noised token drawn among real tokens or all positions
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,9 @@ def check(cfg: RunConfig) -> RunConfig:
     if cfg.diffusion.clean_prob and cfg.diffusion.forcing != "independent":
         raise ValueError(f"diffusion.clean_prob={cfg.diffusion.clean_prob} applies to diffusion.forcing=independent "
                          f"only, got {cfg.diffusion.forcing}")
+    if cfg.diffusion.tf_position != "real" and cfg.diffusion.forcing != "teacher_forcing":
+        raise ValueError(f"diffusion.tf_position={cfg.diffusion.tf_position} applies to diffusion.forcing="
+                         f"teacher_forcing only, got {cfg.diffusion.forcing}")
     if cfg.data.window is not None and cfg.data.suffixes:
         raise ValueError("data.window and data.suffixes exclude each other; choose one way to crop")
     synthetic = ("oscillators", "cross", "linear_gaussian")

@@ -68,7 +68,7 @@ class DiffusionForcingModel(nn.Module):
         """Training levels (B, T) and noise (B, T, *D) for a batch, on the generator's device."""
         B, T = x0.shape[:2]
         k = training_levels(B, T, self.schedule.levels, self.diffusion_cfg.forcing, mask, generator,  # type: ignore[arg-type]
-                            clean_prob=self.diffusion_cfg.clean_prob)
+                            clean_prob=self.diffusion_cfg.clean_prob, tf_position=self.diffusion_cfg.tf_position)
         noise = torch.randn(x0.shape, generator=generator)
         return k, noise
 

@@ -13,7 +13,11 @@ ablations every domain compares against share the same loss:
   noised and every other token is clean (next-token diffusion trained on ground-truth
   context). Tokens after the noised one are clean and carry no loss; the causal network
   never lets them reach it, so each sequence is a teacher-forced window cut at a random
-  length and every position gets trained.
+  length and every position gets trained. With padded sequences of different lengths a
+  draw among each sequence's real tokens favours the positions of short sequences;
+  ``tf_position="token"`` draws among all T positions instead, so every real token of the
+  data is equally likely to be trained (as under ``independent``), and a draw that lands
+  on padding carries no loss.
 
 Padding tokens (``mask`` False) are set to pure noise at level K and left out of the loss.
 """
@@ -41,13 +45,17 @@ def training_levels(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     clean_prob: float = 0.0,
+    tf_position: str = "real",
 ) -> Tensor:
     """Draw training noise levels (B, T) int64 in [0, K]; padding (mask False) gets K.
 
     mask: (B, T) bool, True = real token. For ``teacher_forcing`` the noised token is
     drawn uniformly among the real tokens of each sequence. ``clean_prob`` (``independent``
-    only): the probability that a token is clean, drawn per token.
+    only): the probability that a token is clean, drawn per token. ``tf_position``
+    (``teacher_forcing`` only): ``real`` or ``token``, see the module docstring.
     """
+    if tf_position not in ("real", "token"):
+        raise ValueError(f"tf_position must be 'real' or 'token', got {tf_position!r}")
     if not 0 <= clean_prob < 1:
         raise ValueError(f"clean_prob must lie in [0, 1), got {clean_prob}")
     if clean_prob and forcing != "independent":
@@ -64,7 +72,9 @@ def training_levels(
         case "full_sequence":
             k = uniform(batch, 1).expand(batch, horizon).clone()
         case "teacher_forcing":
-            real = torch.ones(batch, horizon, device=device) if mask is None else mask.float()
+            real = torch.ones(batch, horizon, device=device)
+            if mask is not None and tf_position == "real":
+                real = mask.float()
             position = torch.multinomial(real, 1, generator=generator).squeeze(1)          # (B,)
             k = torch.zeros(batch, horizon, dtype=torch.long, device=device)
             k[torch.arange(batch, device=device), position] = uniform(batch)

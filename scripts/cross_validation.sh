@@ -2,7 +2,8 @@
 # The cross experiment's choices, made on validation seeds only (docs/compositional.md): each
 # Diffusion Forcing candidate below sampled with each scheduling, 300 trajectories per context
 # mode, records in results/compositional/validation/<candidate>-<scheduling>/.
-# Candidates (trained with `dforce train configs/cross_df.yaml <overrides> --out runs/cross_df_<name>`):
+# Candidates (trained with `dforce train configs/cross_df.yaml <overrides> --out runs/cross_df_<name>`;
+# runs/cross_tf and runs/cross_fs are the presets configs/cross_tf.yaml and configs/cross_fs.yaml):
 #   mins    diffusion.weighting=min_snr                                  (the library default)
 #   x0u     diffusion.weighting=uniform diffusion.target=x0
 #   vu      diffusion.weighting=uniform                                  (= configs/cross_df.yaml)
@@ -18,3 +19,14 @@ for candidate in ${CANDIDATES:-mins x0u vu c5 c5u}; do
       --out "results/compositional/validation/$candidate-$scheduling"
   done
 done
+
+# The baselines' own choices, same seeds: how the full-sequence model is conditioned, and the
+# teacher-forcing model (sampled autoregressively, as it was trained) for reference.
+if [ -z "${CANDIDATES:-}" ]; then
+  for conditioning in commit replacement; do
+    "$DFORCE" eval compositional --checkpoints fs=runs/cross_fs/model --split val --conditioning "$conditioning" \
+      --samples 300 --no-plot --out "results/compositional/validation/fs-$conditioning"
+  done
+  "$DFORCE" eval compositional --checkpoints tf=runs/cross_tf/model --split val --samples 300 --no-plot \
+    --out results/compositional/validation/tf-autoregressive
+fi

@@ -162,8 +162,11 @@ def test_eval_compositional_writes_a_record_per_model_and_mode(tiny_models, tmp_
     assert m["ideal"] == pytest.approx(ideal(9, 4, 1)) and 0 <= m["distance_to_ideal"] <= 1
     assert all(m[c]["ci95"][0] <= m[c]["fraction"] <= m[c]["ci95"][1] for c in CLASSES)
     fs = json.loads((out / "cross-fs-memory.json").read_text())["protocol"]
-    assert fs["conditioning"].startswith("replacement") and fs["scheduling"] == "full_sequence"
+    assert fs["conditioning"] == "committed clean" and fs["scheduling"] == "full_sequence"
     assert record["protocol"]["conditioning"] == "committed clean" and record["command"].startswith("dforce eval")
+    assert main([*argv, "--conditioning", "replacement", "--context", "2", "--no-plot"]) == 0
+    replaced = json.loads((out / "cross-df-context2.json").read_text())["protocol"]
+    assert replaced["conditioning"].startswith("replacement") and replaced["scheduling"] == "full_sequence"
 
 
 def test_eval_compositional_writes_nothing_under_results_unless_asked(tiny_models, tmp_path, monkeypatch):

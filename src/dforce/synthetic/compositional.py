@@ -12,15 +12,17 @@ plan is shown. ``--context`` picks it, per plan:
 
 Each plan covers the rest of the trajectory, or ``--horizon`` tokens, and its first
 ``--execute`` tokens are executed (default: half a path, so the only replan is at the
-centre). How a checkpoint is conditioned on its context follows from how it was trained
-(``diffusion.forcing``):
+centre). ``--conditioning`` sets how a plan is conditioned on its context:
 
-* ``independent`` (Diffusion Forcing) and ``teacher_forcing``: the context tokens are
-  committed clean to the causal state and the plan is denoised after them with the
-  scheduling matrix (``--scheduling``, default the checkpoint's);
-* ``full_sequence``: a model that only saw every token at one level is conditioned by
-  replacement (Diffuser-style inpainting): context and plan form one chunk denoised with
-  one shared level, the context columns re-noised to that level at every step.
+* ``commit`` (default): the context tokens are committed clean to the causal state and the
+  plan is denoised after them with the scheduling matrix (``--scheduling``, default the
+  checkpoint's; a ``full_sequence``-trained model always uses ``full_sequence``);
+* ``replacement`` (Diffuser-style inpainting): context and plan form one chunk from a fresh
+  state, denoised with one shared level, the context columns re-noised to that level at
+  every step (full-sequence scheduling for every model).
+
+On validation seeds ``commit`` also conditions the full-sequence model better than
+replacement (docs/compositional.md), though it never saw a clean token next to a noisy one.
 
 Every checkpoint and context mode writes one record, ``<out>/cross-<name>-context<N>.json``
 (``-memory`` for ``all``), with the class fractions, their 95% Wilson intervals and the
@@ -71,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduling", default=None,
                         help="scheduling of DF / teacher-forcing plans (default: each checkpoint's; "
                              "full-sequence models always use full_sequence)")
+    parser.add_argument("--conditioning", choices=("commit", "replacement"), default="commit",
+                        help="how plans see their context: committed clean to the causal state (default) or "
+                             "replacement (inpainting)")
     parser.add_argument("--end-tol", type=float, default=END_TOL, help=f"corner radius (default {END_TOL})")
     parser.add_argument("--path-tol", type=float, default=PATH_TOL, help=f"distance to the cross (default {PATH_TOL})")
     parser.add_argument("--split", choices=tuple(SPLITS), default="test",
@@ -140,9 +145,9 @@ class Sampler:
     replace_context: bool
 
     @classmethod
-    def of(cls, model: DiffusionForcingModel, scheduling: str | None) -> "Sampler":
-        if model.diffusion_cfg.forcing == "full_sequence":
-            return cls(model, "full_sequence", True)
+    def of(cls, model: DiffusionForcingModel, scheduling: str | None, conditioning: str = "commit") -> "Sampler":
+        if conditioning == "replacement" or model.diffusion_cfg.forcing == "full_sequence":
+            return cls(model, "full_sequence", conditioning == "replacement")
         return cls(model, scheduling or model.sampling_cfg.scheduling, False)
 
     @torch.no_grad()
@@ -215,7 +220,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     figure = out / "cross.png"
     pictures = {} if args.no_plot else {"pictures": [str(figure)]}
     for i, (name, (model, data)) in enumerate(models.items()):
-        sampler = Sampler.of(model, args.scheduling)
+        sampler = Sampler.of(model, args.scheduling, args.conditioning)
         for j, context in enumerate(modes):
             tic, seed = time.time(), base * 1000 + i * 10 + j
             metrics, traj, labels = evaluate(name, sampler, start, length, execute, context, args, seed)

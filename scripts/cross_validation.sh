@@ -9,10 +9,11 @@
 #   vu      diffusion.weighting=uniform                                  (= configs/cross_df.yaml)
 #   c5      diffusion.weighting=min_snr diffusion.clean_prob=0.5
 #   c5u     diffusion.weighting=uniform diffusion.clean_prob=0.5
+#   trc5    model.backbone=transformer model.depth=2 diffusion.clean_prob=0.5   (uniform weighting)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DFORCE=${DFORCE:-.venv/bin/dforce}
-for candidate in ${CANDIDATES:-mins x0u vu c5 c5u}; do
+for candidate in ${CANDIDATES:-mins x0u vu c5 c5u trc5}; do
   for scheduling in ${SCHEDULINGS:-full_sequence autoregressive}; do
     "$DFORCE" eval compositional --checkpoints "df=runs/cross_df_$candidate/model" --split val \
       --scheduling "$scheduling" --samples 300 --no-plot \

@@ -181,7 +181,8 @@ def test_eval_compositional_writes_nothing_under_results_unless_asked(tiny_model
 
 
 @pytest.mark.parametrize("bad", [["--samples", "0"], ["--execute", "9", "--horizon", "4"], ["--end-tol", "-1"],
-                                 ["--length", "2"], ["--context", "zero"], ["--path-tol", "nan"]])
+                                 ["--length", "2"], ["--context", "zero"], ["--path-tol", "nan"],
+                                 ["--scheduling", "zigzag"]])
 def test_eval_compositional_bad_input_exits_2(tiny_models, tmp_path, bad, capsys):
     argv = ["eval", "compositional", "--checkpoints", str(tiny_models["independent"]), "--out", str(tmp_path), *bad]
     assert main(argv) == 2

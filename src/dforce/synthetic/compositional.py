@@ -51,6 +51,7 @@ from .train import HELD_OUT_SEED_OFFSET
 
 DEFAULT_OUT = Path("outputs/compositional")
 RECORD_DIR = Path("results/compositional")
+SCHEDULINGS = ("full_sequence", "autoregressive", "pyramid", "trapezoid")
 SPLITS = {"test": 0, "val": 500}        # seed offsets: validation never meets a test seed
 METHODS = {"independent": "Diffusion Forcing", "teacher_forcing": "teacher forcing",
            "full_sequence": "full-sequence diffusion"}
@@ -118,6 +119,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--execute ({args.execute}) must not exceed --horizon ({args.horizon})")
     if not (args.end_tol > 0 and args.path_tol > 0):
         raise ValueError(f"--end-tol and --path-tol must be > 0, got {args.end_tol}, {args.path_tol}")
+    if args.scheduling is not None and args.scheduling not in SCHEDULINGS:
+        raise ValueError(f"--scheduling {args.scheduling!r} is not one of {', '.join(SCHEDULINGS)}")
 
 
 def load(name: str, checkpoint: Path) -> tuple[DiffusionForcingModel, DataConfig]:
@@ -190,7 +193,7 @@ def mpc(sampler: Sampler, start: Tensor, length: int, horizon: int | None, execu
 
 # ---- the evaluation -------------------------------------------------------------------------
 
-def evaluate(name: str, sampler: Sampler, start: Tensor, length: int, execute: int, context: int | None,
+def evaluate(sampler: Sampler, start: Tensor, length: int, execute: int, context: int | None,
              args: argparse.Namespace, seed: int) -> tuple[dict, Tensor, Tensor]:
     """Trajectories of one checkpoint in one mode: (metrics, trajectories (N, length, 2), labels (N,))."""
     g = torch.Generator(sampler.model.device).manual_seed(seed)
@@ -200,6 +203,16 @@ def evaluate(name: str, sampler: Sampler, start: Tensor, length: int, execute: i
     metrics = {**measured, "ideal": expected, "distance_to_ideal": distance_to_ideal(measured, expected),
                "diagnostics": end_corners(traj), "samples": int(start.shape[0])}
     return metrics, traj, labels
+
+
+def describe(sampler: Sampler, data: DataConfig) -> dict:
+    """What a record says about the model and how it was sampled."""
+    forcing = sampler.model.diffusion_cfg.forcing
+    return {"method": METHODS.get(forcing, forcing), "forcing": forcing,
+            "conditioning": "replacement (inpainting)" if sampler.replace_context else "committed clean",
+            "scheduling": sampler.scheduling, "sampling_steps": sampler.model.sampling_cfg.steps,
+            "training_length": data.length,
+            "training_data": {"suffixes": data.suffixes, "fresh": data.fresh, "window": data.window}}
 
 
 def run(args: argparse.Namespace) -> list[Path]:
@@ -223,19 +236,12 @@ def run(args: argparse.Namespace) -> list[Path]:
         sampler = Sampler.of(model, args.scheduling, args.conditioning)
         for j, context in enumerate(modes):
             tic, seed = time.time(), base * 1000 + i * 10 + j
-            metrics, traj, labels = evaluate(name, sampler, start, length, execute, context, args, seed)
+            metrics, traj, labels = evaluate(sampler, start, length, execute, context, args, seed)
             panels[(name, mode_name(context))] = (traj, labels, metrics)
-            protocol = {
-                "checkpoint": str(args.checkpoints[i]), "name": name,
-                "method": METHODS.get(model.diffusion_cfg.forcing, model.diffusion_cfg.forcing),
-                "forcing": model.diffusion_cfg.forcing, "context": "all" if context is None else context,
-                "conditioning": "replacement (inpainting)" if sampler.replace_context else "committed clean",
-                "scheduling": sampler.scheduling, "sampling_steps": model.sampling_cfg.steps,
-                "samples": args.samples, "length": length, "training_length": data.length,
-                "training_data": {"suffixes": data.suffixes, "fresh": data.fresh, "window": data.window},
-                "horizon": args.horizon or "rest of the trajectory", "execute": execute,
-                "split": args.split, "end_tol": args.end_tol, "path_tol": args.path_tol,
-            }
+            protocol = {"checkpoint": args.checkpoints[i], "name": name, "context": "all" if context is None else context,
+                        **describe(sampler, data), "samples": args.samples, "length": length, "execute": execute,
+                        "horizon": args.horizon or "rest of the trajectory", "split": args.split,
+                        "end_tol": args.end_tol, "path_tol": args.path_tol}
             path = out / f"cross-{name}-{mode_name(context)}.json"
             written.append(write_result(path, metrics, wall_time_s=time.time() - tic, command=args.command_line,
                                         seeds={"start_corners": start_seed, "sampling": seed}, protocol=protocol,

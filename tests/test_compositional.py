@@ -41,8 +41,16 @@ def test_classifier_labels_hand_made_trajectories():
         classify(torch.zeros(3, 5, 2), end_tol=float("nan"))
 
 
-def test_real_cross_paths_are_all_diagonal():
-    assert (classify(cross(200, 33, seed=3)) == CLASSES.index("diagonal")).all()
+def test_real_cross_paths_are_all_diagonal_and_known_failures_are_not():
+    real = cross(200, 33, seed=3)
+    assert (classify(real) == CLASSES.index("diagonal")).all()
+    g = torch.Generator().manual_seed(0)
+    frozen = real[:, :1].expand(-1, 33, -1)                                  # never leaves its corner
+    order = torch.cat([torch.randperm(31, generator=g), torch.tensor([31])])     # ends at the right corner
+    shuffled = torch.cat([real[:, :1], real[:, 1:][:, order]], 1)                # but jumps along the way
+    stalled = torch.cat([real[:, :17], real[:, 16:17].expand(-1, 16, -1)], 1)                 # stops at the centre
+    for bad in (frozen, shuffled, stalled):
+        assert (classify(bad) == CLASSES.index("other")).float().mean() > 0.9
 
 
 def test_wilson_interval_against_the_closed_form_and_its_edges():

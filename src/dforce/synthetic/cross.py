@@ -11,6 +11,10 @@ A generated trajectory x (T, 2) that starts at corner c = sign(x_0) is
   training path followed by a piece of another: a shape never seen in training);
 * ``other``: anything else: back at its start, short of every corner, or off the cross.
 
+Both ``diagonal`` and ``stitched`` also need every step between consecutive tokens to be at
+most ``path_tol`` long (a data step is 2 sqrt(2) / (T - 1), 0.09 for T = 33), so a path that
+jumps along the cross, for example real points shuffled in time, is ``other``.
+
 The *ideal* sampler of this data draws each plan from the data's own conditional
 distribution given the context it is shown. Shown the last token only, a point on a
 diagonal could be on either of the two paths through it (one per direction), and the
@@ -46,8 +50,9 @@ def classify(traj: Tensor, end_tol: float = END_TOL, path_tol: float = PATH_TOL)
     # distance of every point to the start diagonal (through c, -c) and to the other one
     own = (traj[..., 0] * corner[:, None, 1] - traj[..., 1] * corner[:, None, 0]).abs() / math.sqrt(2)  # (N, T)
     other = (traj[..., 0] * corner[:, None, 1] + traj[..., 1] * corner[:, None, 0]).abs() / math.sqrt(2)
-    diagonal = near(-corner) & (own.amax(1) <= path_tol)
-    on_cross = torch.minimum(own, other).amax(1) <= path_tol
+    steady = (traj[:, 1:] - traj[:, :-1]).norm(dim=-1).amax(1) <= path_tol     # no jumps
+    diagonal = near(-corner) & (own.amax(1) <= path_tol) & steady
+    on_cross = (torch.minimum(own, other).amax(1) <= path_tol) & steady
     flip = torch.tensor([[1.0, -1.0]])
     stitched = (near(corner * flip) | near(-corner * flip)) & on_cross
     labels = torch.full((traj.shape[0],), CLASSES.index("other"), dtype=torch.long)

@@ -10,7 +10,7 @@ import torch
 from dforce.cli import main
 from dforce.config import load_config
 from dforce.synthetic.compositional import parse_context
-from dforce.synthetic.cross import CLASSES, classify, distance_to_ideal, fractions, ideal, wilson
+from dforce.synthetic.cross import CLASSES, classify, distance_to_ideal, end_corners, fractions, ideal, wilson
 from dforce.synthetic.data import cross, cross_suffixes, suffixes
 from dforce.synthetic.train import training_data
 
@@ -51,6 +51,8 @@ def test_real_cross_paths_are_all_diagonal_and_known_failures_are_not():
     stalled = torch.cat([real[:, :17], real[:, 16:17].expand(-1, 16, -1)], 1)                 # stops at the centre
     for bad in (frozen, shuffled, stalled):
         assert (classify(bad) == CLASSES.index("other")).float().mean() > 0.9
+    assert end_corners(real)["jump_fraction"] == 0 and end_corners(shuffled)["jump_fraction"] == 1
+    assert end_corners(real)["longest_step_median"] == pytest.approx(2 * math.sqrt(2) / 32, abs=0.04)
 
 
 def test_wilson_interval_against_the_closed_form_and_its_edges():

@@ -201,7 +201,7 @@ def evaluate(sampler: Sampler, start: Tensor, length: int, execute: int, context
     labels = classify(traj, args.end_tol, args.path_tol)
     measured, expected = fractions(labels), ideal(length, execute, context)
     metrics = {**measured, "ideal": expected, "distance_to_ideal": distance_to_ideal(measured, expected),
-               "diagnostics": end_corners(traj), "samples": int(start.shape[0])}
+               "diagnostics": end_corners(traj, args.path_tol), "samples": int(start.shape[0])}
     return metrics, traj, labels
 
 

@@ -83,19 +83,28 @@ def fractions(labels: Tensor) -> dict[str, dict]:
     return out
 
 
-def end_corners(traj: Tensor) -> dict[str, float]:
-    """Tolerance-free diagnostics of trajectories (N, T, 2): the share whose end point is nearest to
-    the opposite, an adjacent or the start corner, and the median distance to that corner."""
+def end_corners(traj: Tensor, path_tol: float = PATH_TOL) -> dict[str, float]:
+    """Diagnostics of trajectories (N, T, 2): the share whose end point is nearest to the opposite,
+    an adjacent or the start corner, the median distance to that corner, and the steps: the median
+    of each trajectory's longest step, the share with a step longer than ``path_tol`` (a jump) and
+    the median token index at which those jump first."""
     corner = torch.where(traj[:, 0] >= 0, 1.0, -1.0)                               # (N, 2)
     candidates = torch.stack([-corner, corner * torch.tensor([1.0, -1.0]), corner * torch.tensor([-1.0, 1.0]),
                               corner], 1)                                        # (N, 4, 2)
     dist = (traj[:, -1:, :] - candidates).norm(dim=-1)                           # (N, 4)
     nearest, which = dist.min(1)
     kind = torch.tensor([0, 1, 1, 2])[which]
+    step = (traj[:, 1:] - traj[:, :-1]).norm(dim=-1)                              # (N, T-1)
+    jumps = step > path_tol
+    jumped = jumps.any(1)
+    first = jumps.float().argmax(1)[jumped] + 1                                   # token index after the jump
     return {"end_nearest_opposite": float((kind == 0).float().mean()),
             "end_nearest_adjacent": float((kind == 1).float().mean()),
             "end_nearest_start": float((kind == 2).float().mean()),
-            "end_distance_to_nearest_corner_median": float(nearest.median())}
+            "end_distance_to_nearest_corner_median": float(nearest.median()),
+            "longest_step_median": float(step.amax(1).median()),
+            "jump_fraction": float(jumped.float().mean()),
+            "first_jump_token_median": float(first.median()) if jumped.any() else None}
 
 
 def distance_to_ideal(measured: dict[str, dict], expected: dict[str, float] | None) -> float | None:

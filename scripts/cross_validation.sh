@@ -6,9 +6,9 @@
 # runs/cross_tf and runs/cross_fs are the presets configs/cross_tf.yaml and configs/cross_fs.yaml):
 #   mins    diffusion.weighting=min_snr                                  (the library default)
 #   x0u     diffusion.weighting=uniform diffusion.target=x0
-#   vu      diffusion.weighting=uniform                                  (= configs/cross_df.yaml)
+#   vu      diffusion.weighting=uniform
 #   c5      diffusion.weighting=min_snr diffusion.clean_prob=0.5
-#   c5u     diffusion.weighting=uniform diffusion.clean_prob=0.5
+#   c5u     diffusion.weighting=uniform diffusion.clean_prob=0.5                (= configs/cross_df.yaml)
 #   trc5    model.backbone=transformer model.depth=2 diffusion.clean_prob=0.5   (uniform weighting)
 set -euo pipefail
 cd "$(dirname "$0")/.."

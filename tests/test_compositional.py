@@ -149,10 +149,10 @@ def test_parse_context():
 def tiny_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("cross")
     runs = {}
-    for forcing in ("independent", "full_sequence"):
+    for forcing, preset in (("independent", "cross_df"), ("full_sequence", "cross_fs")):
         run = root / forcing
-        assert main(["train", "configs/cross_df.yaml", *TINY, "data.length=9", "train.steps=5",
-                     f"diffusion.forcing={forcing}", "--out", str(run), "--no-progress"]) == 0
+        assert main(["train", f"configs/{preset}.yaml", *TINY, "data.length=9", "train.steps=5",
+                     "--out", str(run), "--no-progress"]) == 0
         runs[forcing] = run / "model"
     return runs
 

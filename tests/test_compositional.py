@@ -11,7 +11,8 @@ from dforce.cli import main
 from dforce.config import load_config
 from dforce.synthetic.compositional import parse_context
 from dforce.synthetic.cross import CLASSES, classify, distance_to_ideal, end_corners, fractions, ideal, wilson
-from dforce.synthetic.data import cross, cross_suffixes, suffixes
+from dforce.data.sequences import suffixes
+from dforce.synthetic.data import cross, cross_suffixes
 from dforce.synthetic.train import training_data
 
 from helpers import TINY

@@ -3,6 +3,6 @@ the domain loaders (``dforce.data.timeseries`` with the [timeseries] extra, Maze
 The synthetic generators live in :mod:`dforce.synthetic`."""
 
 from .normalizer import Normalizer
-from .sequences import FreshSequences, Sequences
+from .sequences import FreshSequences, Sequences, random_windows, suffixes
 
-__all__ = ["FreshSequences", "Normalizer", "Sequences"]
+__all__ = ["FreshSequences", "Normalizer", "Sequences", "random_windows", "suffixes"]

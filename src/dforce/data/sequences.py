@@ -23,6 +23,25 @@ def random_windows(x: Tensor, window: int, generator: torch.Generator | None = N
     return x[torch.arange(N)[:, None], offset[:, None] + torch.arange(window)]
 
 
+def suffixes(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Each sequence (N, T, *D) cut at a uniform offset o in [0, T-2] and shifted to start at
+    token 0: returns the suffixes (N, T, *D) and the mask (N, T) (True = real token, the
+    first T - o).
+
+    A causal model trained on suffixes sees every sequence begin anywhere, so a context of
+    one or two tokens from the middle of a path is in its training distribution, and with
+    o = 0 the whole path is too. The masked tail holds the cut-off prefix (the sequence
+    rotated): it is never trained on, and it keeps the tokens' overall statistics, which
+    the normalizer is fitted on, those of whole sequences.
+    """
+    N, T = x.shape[:2]
+    if T < 2:
+        raise ValueError(f"suffixes need sequences of >= 2 tokens, got {T}")
+    offset = torch.randint(0, T - 1, (N, 1), generator=generator)                   # (N, 1)
+    source = offset + torch.arange(T)                                                # (N, T)
+    return x[torch.arange(N)[:, None], source % T], source < T
+
+
 @dataclass(frozen=True)
 class Sequences(torch.utils.data.Dataset):
     """x: (N, T, *D) tokens; cond: (N, T, C) or None; mask: (N, T) bool (True = real) or None."""

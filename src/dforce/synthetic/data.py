@@ -13,12 +13,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..data.sequences import suffixes
 from .linear_gaussian import linear_gaussian
 
 MU_RANGE = (0.5, 2.0)   # Van der Pol damping, one per sequence; the model must infer it
 BURN_IN = 50.0          # time units to reach the limit cycle (contraction ~exp(-mu t))
 SUBSTEPS = 4            # RK4 substeps per observation step dt
 V_SCALE = 0.5           # observed velocity is x'/2 so both features live in about [-2, 2]
+CROSS_NOISE = 0.01      # std of the noise on every point of a cross path
 
 
 def _check(n: int, length: int, noise: float) -> None:
@@ -83,7 +85,7 @@ def oscillators(n: int, length: int, seed: int = 0, noise: float = 0.02, dt: flo
     return out.float()
 
 
-def cross(n: int, length: int, seed: int = 0, noise: float = 0.01) -> Tensor:
+def cross(n: int, length: int, seed: int = 0, noise: float = CROSS_NOISE) -> Tensor:
     """The paper's 2-D "cross" data (App. E.2, Fig. 7): straight corner-to-corner paths.
 
     Each sequence starts at one of the 4 corners of [-1, 1]^2 (uniformly) at t=0 and
@@ -95,7 +97,7 @@ def cross(n: int, length: int, seed: int = 0, noise: float = 0.01) -> Tensor:
     return cross_paths(n, length, torch.Generator().manual_seed(seed), noise)
 
 
-def cross_paths(n: int, length: int, g: torch.Generator, noise: float = 0.01) -> Tensor:
+def cross_paths(n: int, length: int, g: torch.Generator, noise: float = CROSS_NOISE) -> Tensor:
     """:func:`cross` drawn from a generator ``g`` instead of a seed."""
     _check(n, length, noise)
     start = 2.0 * torch.randint(0, 2, (n, 1, 2), generator=g) - 1.0                 # (n, 1, 2)
@@ -104,27 +106,9 @@ def cross_paths(n: int, length: int, g: torch.Generator, noise: float = 0.01) ->
     return (path + noise * torch.randn(n, length, 2, generator=g)).float()
 
 
-def suffixes(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Each sequence (N, T, *D) cut at a uniform offset o in [0, T-2] and shifted to start at
-    token 0: returns the suffixes (N, T, *D) and the mask (N, T) (True = real token, the
-    first T - o).
-
-    A causal model trained on suffixes sees every sequence begin anywhere, so a context of
-    one or two tokens from the middle of a path is in its training distribution, and with
-    o = 0 the whole path is too. The masked tail holds the cut-off prefix (the sequence
-    rotated): it is never trained on, and it keeps the tokens' overall statistics, which
-    the normalizer is fitted on, those of whole sequences.
-    """
-    N, T = x.shape[:2]
-    if T < 2:
-        raise ValueError(f"suffixes need sequences of >= 2 tokens, got {T}")
-    offset = torch.randint(0, T - 1, (N, 1), generator=generator)                   # (N, 1)
-    source = offset + torch.arange(T)                                                # (N, T)
-    return x[torch.arange(N)[:, None], source % T], source < T
-
-
-def cross_suffixes(n: int, length: int, generator: torch.Generator, noise: float = 0.01) -> tuple[Tensor, Tensor]:
-    """Fresh cross paths cut into :func:`suffixes`: ((n, length, 2), (n, length) mask)."""
+def cross_suffixes(n: int, length: int, generator: torch.Generator,
+                   noise: float = CROSS_NOISE) -> tuple[Tensor, Tensor]:
+    """Fresh cross paths cut into :func:`dforce.data.sequences.suffixes`: ((n, length, 2), (n, length) mask)."""
     return suffixes(cross_paths(n, length, generator, noise), generator)
 
 

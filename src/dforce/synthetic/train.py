@@ -11,10 +11,10 @@ import torch
 from torch import Tensor
 
 from ..config import DataConfig, RunConfig
-from ..data.sequences import FreshSequences, Sequences, random_windows
+from ..data.sequences import FreshSequences, Sequences, random_windows, suffixes
 from ..pipeline import DiffusionForcingModel
 from ..train import train
-from .data import cross_paths, cross_suffixes, generate, suffixes
+from .data import CROSS_NOISE, cross_paths, cross_suffixes, generate
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def training_data(cfg: DataConfig) -> Sequences:
     """
     g = torch.Generator().manual_seed(cfg.seed)
     if cfg.fresh:
-        noise = 0.01 if cfg.noise is None else cfg.noise
+        noise = CROSS_NOISE if cfg.noise is None else cfg.noise
         if cfg.suffixes:
             draw = lambda n, gen: cross_suffixes(n, cfg.length, gen, noise)         # noqa: E731
         else:

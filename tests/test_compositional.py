@@ -10,7 +10,8 @@ import torch
 from dforce.cli import main
 from dforce.config import load_config
 from dforce.synthetic.compositional import parse_context
-from dforce.synthetic.cross import CLASSES, classify, distance_to_ideal, end_corners, fractions, ideal, wilson
+from dforce.stats import wilson
+from dforce.synthetic.cross import CLASSES, classify, distance_to_ideal, end_corners, fractions, ideal
 from dforce.data.sequences import suffixes
 from dforce.synthetic.data import cross, cross_suffixes
 from dforce.synthetic.train import training_data

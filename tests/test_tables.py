@@ -43,10 +43,15 @@ def test_every_domain_table_reads_its_records(tmp_path):
     row = next(r for r in tables.forecasting.table(tmp_path).splitlines() if r.startswith("| tf "))
     assert row.split(" | ")[2] == "0.1949 ± 0.0103 (3)" and row.split(" | ")[1] == "-"
     (results / "imitation").mkdir()
-    (results / "imitation" / "df-corrupt0.3.json").write_text(json.dumps(
-        {"metrics": {"success_rate": 0.5, "success_stderr": 0.035, "episodes": 200}}))
-    row = next(r for r in tables.imitation.table(tmp_path).splitlines() if r.startswith("| `df` (memory"))
-    assert row.split(" | ")[4:] == ["-", "0.500 ± 0.035 (200) |"]
+    cell = {"method": "df", "kind": "zeros", "rate": 0.3, "flagged": True, "success": 0.9, "ci95": [0.85, 0.94]}
+    clean = {**cell, "kind": "none", "rate": 0.0, "flagged": False, "success": 0.99, "ci95": [0.96, 1.0]}
+    worse = {**cell, "kind": "outlier", "success": 0.8, "ci95": [0.74, 0.85]}
+    (results / "imitation" / "matrix.json").write_text(json.dumps(
+        {"metrics": {"cells": [clean, cell, worse], "headline": {"df_clean": 0.99, "df_flagged_worst_p30": 0.8}}}))
+    row = next(r for r in tables.imitation.table(tmp_path).splitlines() if r.startswith("| `df` | yes"))
+    assert row.split(" | ")[3:] == ["0.990 [0.96, 1.00]", "0.800 [0.74, 0.85] (outlier) |"]   # the worst kind
+    assert "| zeros | `df` | yes | 0.900 [0.85, 0.94] |" in tables.imitation.matrix(tmp_path)
+    assert tables.imitation.headline(tmp_path)[3] == "-"                                     # p50 missing: no claim
     headline = tables.headline.table(tmp_path)
     assert "| Imitation with memory |" in headline and "116.7 ± 2.0" in headline   # paper numbers always shown
 

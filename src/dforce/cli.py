@@ -18,7 +18,7 @@ EVALS = {
     "forecasting": ("dforce.tasks.forecast_eval", "DF vs teacher forcing, full sequence, DeepAR and naive baselines (CRPS-sum)"),
     "planning": ("dforce.tasks.planning_eval", "Maze2D planning: DF with MCG vs ablations and Diffuser-like baselines (D4RL score)"),
     "video": ("dforce.tasks.video_eval", "long video rollouts: MSE/PSNR/SSIM, Frechet distance, divergence, speed"),
-    "imitation": ("dforce.tasks.imitation_eval", "cued Maze2D imitation: DF with memory vs memoryless and teacher forcing, corrupted observations"),
+    "imitation": ("dforce.imitation.evaluate", "cued Maze2D imitation: DF with memory vs memoryless and teacher forcing, corrupted observations"),
 }
 
 # `dforce data NAME`: same interface, for datasets that are generated or checked.
@@ -121,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         train_planner(cfg, out, resume=args.resume, progress=not args.no_progress)
     elif cfg.data.name == "imitation":
-        from .tasks.imitation import train_imitation
+        from .imitation.train import train_imitation
 
         train_imitation(cfg, out, resume=args.resume, progress=not args.no_progress)
     elif cfg.data.name in ("moving_mnist", "atari"):

@@ -164,11 +164,16 @@ class VideoConfig:
 
 @dataclass(frozen=True)
 class ImitationConfig:
-    """Cued Maze2D imitation with memory, used when ``data.name`` is ``imitation`` (see dforce.tasks.imitation).
+    """Cued Maze2D imitation with memory, used when ``data.name`` is ``imitation`` (see dforce.imitation).
 
     ``memory``: one sequence of ``data.length`` tokens per demo, the first observation (with
     the cue) conditioning the first token; ``memoryless``: one-token windows conditioned on
     the current observation (``data.length`` unused). ``data.sequences`` is not used.
+    ``unknown_steps`` (memory only): every token's conditioning gains one flag per env step,
+    and each training batch hides the observations of random steps (the flag set, the
+    values replaced by the data mean) at a per-sequence rate drawn from
+    ``U(0, unknown_max_rate)`` (0 for a quarter of the sequences), so the policy learns
+    what an unknown step means (dforce.imitation.masking).
     """
 
     mode: str = "memory"                     # memory or memoryless
@@ -176,6 +181,8 @@ class ImitationConfig:
     demos: int = 1000                        # scripted expert demonstrations
     demo_seed: int = 0
     action_noise: float = 0.5                # Gaussian action noise of the expert (D4RL's)
+    unknown_steps: bool = False              # per-step "observation unknown" flags (memory mode)
+    unknown_max_rate: float = 0.8            # largest share of steps hidden in a training sequence
 
 
 @dataclass(frozen=True)
@@ -203,7 +210,7 @@ POSITIVE = (
 NON_NEGATIVE = ("sampling.slope", "sampling.eta", "sampling.stabilization", "data.noise", "train.weight_decay",
                 "train.warmup", "train.grad_clip", "train.eval_every", "forecast.max_lag",
                 "planning.guidance_scale", "imitation.action_noise")
-UNIT_INTERVAL = ("diffusion.fused_decay", "diffusion.clean_prob", "train.ema_decay")
+UNIT_INTERVAL = ("diffusion.fused_decay", "diffusion.clean_prob", "train.ema_decay", "imitation.unknown_max_rate")
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -257,6 +264,9 @@ def check(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"video.sticky={cfg.video.sticky} must lie in [0, 1)")
     if cfg.data.name in ("maze2d", "imitation") and cfg.model.backbone not in ("rnn", "transformer"):
         raise ValueError(f"model.backbone={cfg.model.backbone!r} cannot take {cfg.data.name} tokens; choose one of rnn, transformer")
+    if cfg.imitation.unknown_steps and cfg.imitation.mode != "memory":
+        raise ValueError("imitation.unknown_steps=true needs imitation.mode=memory (a memoryless policy keeps no past "
+                         "steps to flag)")
     return cfg
 
 

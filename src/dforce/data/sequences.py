@@ -96,11 +96,12 @@ class FreshSequences(Sequences):
     def batch(self, index: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         if self.draw is None:
             raise ValueError("FreshSequences needs a draw function")
-        x, mask = self.draw(len(index), torch.Generator().manual_seed(_index_seed(index, self.seed)))
+        x, mask = self.draw(len(index), torch.Generator().manual_seed(index_seed(index, self.seed)))
         return x, None, mask
 
 
-def _index_seed(index: Tensor, seed: int) -> int:
-    """A 62-bit seed from a batch of indices (order matters) and a base seed."""
+def index_seed(index: Tensor, seed: int) -> int:
+    """A 62-bit seed from a batch of indices (order matters) and a base seed: a batch drawn with
+    it is the same on a resumed run and differs from every other step's."""
     weights = torch.arange(1, len(index) + 1, dtype=torch.int64) * 2_654_435_761
     return int(((index.long() * weights).sum() + seed * 1_000_003) % (1 << 62))

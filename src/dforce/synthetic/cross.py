@@ -32,10 +32,11 @@ from fractions import Fraction
 import torch
 from torch import Tensor
 
+from ..stats import wilson
+
 CLASSES = ("diagonal", "stitched", "other")
 END_TOL = 0.3
 PATH_TOL = 0.3
-Z95 = 1.959964
 
 
 def classify(traj: Tensor, end_tol: float = END_TOL, path_tol: float = PATH_TOL) -> Tensor:
@@ -59,16 +60,6 @@ def classify(traj: Tensor, end_tol: float = END_TOL, path_tol: float = PATH_TOL)
     labels[stitched] = CLASSES.index("stitched")
     labels[diagonal] = CLASSES.index("diagonal")
     return labels
-
-
-def wilson(count: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval (95% by default) for a binomial proportion count / n."""
-    if n < 1 or not 0 <= count <= n:
-        raise ValueError(f"need n >= 1 and 0 <= count <= n, got count={count}, n={n}")
-    p = count / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def fractions(labels: Tensor) -> dict[str, dict]:

@@ -19,8 +19,9 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from ..imitation import table as imitation
 from ..synthetic import table as synthetic
-from . import api, forecasting, headline, imitation, planning, speed, video
+from . import api, forecasting, headline, planning, speed, video
 from ..records import ROOT
 
 BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
@@ -32,6 +33,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "likelihood": synthetic.likelihood,
     "compositional": synthetic.compositional,
     "imitation": imitation.table,
+    "imitation-matrix": imitation.matrix,
     "video": video.table,
     "speed": speed.table,
     "api": api.reference,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..records import MISSING, load, markdown, metrics
+from ..records import MISSING, load, markdown
+from ..imitation.table import headline as imitation_row
 from ..synthetic.table import headline_rows as synthetic_rows
 from . import planning
 
@@ -36,16 +37,9 @@ def _video_rows(root: Path) -> list[list[str]]:
     return rows
 
 
-def _imitation_row(root: Path) -> list[str]:
-    clean, noisy = metrics(root, "imitation", "df.json"), metrics(root, "imitation", "df-corrupt0.3.json")
-    ours = MISSING if not (clean and noisy) else f"{clean['success_rate']:.2f} → {noisy['success_rate']:.2f}"
-    return ["Imitation with memory", "success, clean → corrupted observations (↑)", "0.80 → 0.76 (real robot)",
-            ours, "`results/imitation/df*.json`"]
-
-
 def table(root: Path) -> str:
     """Rows: planning (six), forecasting, video, imitation, likelihood, compositional generation."""
     header = ["capability", "metric", "paper", "dforce", "record"]
-    rows = [*_planning_rows(root), _forecasting_row(root), *_video_rows(root), _imitation_row(root),
+    rows = [*_planning_rows(root), _forecasting_row(root), *_video_rows(root), imitation_row(root),
             *synthetic_rows(root)]
     return markdown(header, rows)

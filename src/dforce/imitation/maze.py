@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .maze2d import GOAL_RADIUS, make
+from ..envs.maze2d import GOAL_RADIUS, make
 
 MAZE = "medium"
 START_CELL = (1, 1)

@@ -24,12 +24,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
-    """Atomically replace ``path`` with ``data``."""
+    """Atomically replace ``path`` with ``data`` (permissions as a plain ``open`` would give: 0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())      # mkstemp makes 0600, unlike every other output
+
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -58,6 +66,7 @@ def new_directory(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
+        tmp.chmod(0o777 & ~_umask())            # mkdtemp makes 0700
         yield tmp
         for item in sorted(tmp.rglob("*"), reverse=True):   # files before the directories holding them
             if item.is_dir():

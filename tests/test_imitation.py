@@ -340,6 +340,7 @@ def test_matrix_cli_writes_cells_and_reuses_its_cache(tmp_path, capsys):
     (["--checkpoints", "bc=x"], "--checkpoints takes METHOD=DIR"),
     (["--method", "df"], "--matrix takes --methods"),
     (["--out", "m.json"], "is a directory"),
+    (["--corrupt", "0.3", "--unflagged"], "--corrupt, --unflagged set one cell"),
 ])
 def test_matrix_bad_input_is_one_line_and_exit_2(capsys, extra, message):
     assert main(["eval", "imitation", "--matrix", *extra]) == 2

@@ -35,10 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=200, help="episodes (default 200, half per cue)")
     parser.add_argument("--corrupt", type=float, default=0.0,
                         help="probability that an observation after the first is corrupted (default 0)")
-    parser.add_argument("--corrupt-mode", choices=KINDS, default="gaussian",
-                        help="gaussian: add N(0, std^2) to position and velocity; zeros: occlude them; hold: repeat "
-                             "the last value seen; outlier: values outside the maze")
-    parser.add_argument("--corrupt-std", type=float, default=1.0, help="gaussian corruption std in maze units (default 1)")
+    parser.add_argument("--corrupt-mode", choices=KINDS, default=None,
+                        help="gaussian (default): add N(0, std^2) to position and velocity; zeros: occlude them; "
+                             "hold: repeat the last value seen; outlier: values outside the maze")
+    parser.add_argument("--corrupt-std", type=float, default=None, help="gaussian corruption std in maze units (default 1)")
     parser.add_argument("--unflagged", action="store_true", help="do not tell the policy which observations are corrupted")
     parser.add_argument("--corrupt-level", type=int, default=None,
                         help="df: level of committed tokens with a flagged step (default 0 with unknown-step inputs, "
@@ -67,7 +67,13 @@ def check_args(args: argparse.Namespace) -> None:
     if args.corrupt_level is not None and args.corrupt_level < 0:
         raise ValueError(f"--corrupt-level must be >= 0, got {args.corrupt_level}")
     if args.matrix:
+        single = [f"--{n.replace('_', '-')}" for n in ("corrupt_mode", "corrupt_std") if getattr(args, n) is not None]
+        single += ["--corrupt"] * (args.corrupt != 0) + ["--unflagged"] * args.unflagged
+        if single:
+            raise ValueError(f"{', '.join(single)} set one cell; --matrix runs every kind and rate (--kinds, --rates)")
         return
+    args.corrupt_mode = args.corrupt_mode or "gaussian"
+    args.corrupt_std = 1.0 if args.corrupt_std is None else args.corrupt_std
     if args.method not in METHODS:
         raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {args.method!r}")
     if not args.checkpoint:

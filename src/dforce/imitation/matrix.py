@@ -102,9 +102,10 @@ def settings(args: argparse.Namespace, checkpoint: str, weights_sha: str, limit:
 
 
 def run_cell(policy_factory: Any, corruption: Corruption, flagged: bool, key: dict[str, Any], path: Path,
-             progress: bool) -> dict[str, Any]:
-    """The cached run at ``path`` if its settings match ``key``, else run it and cache it."""
+             progress: bool, command: list[str]) -> dict[str, Any]:
+    """The cached run at ``path`` if its settings match ``key``, else run it and cache it (with its provenance)."""
     from .. import atomic
+    from ..results import git_commit, hardware
     from .episodes import run_episodes
 
     if path.is_file():
@@ -116,7 +117,8 @@ def run_cell(policy_factory: Any, corruption: Corruption, flagged: bool, key: di
     out = run_episodes(policy, key["episodes"], key["batch"], key["seed"], corruption, key["limit"],
                        flagged=flagged, progress=progress, record=0)
     cell = {"settings": key, "summary": out.summary(), "wall_time_s": round(time.time() - tic, 2),
-            "outcomes": "".join(o[0] for o in out.outcomes), "policy": policy.describe()}
+            "outcomes": "".join(o[0] for o in out.outcomes), "policy": policy.describe(),
+            "command": " ".join(command), "git_commit": git_commit(), "hardware": hardware()}
     atomic.write_text(path, json.dumps(cell, indent=1) + "\n")
     print(f"{path.stem}: success {cell['summary']['success']:.3f} ({cell['wall_time_s']:.0f} s)", flush=True)
     return cell
@@ -156,7 +158,7 @@ def method_cells(args: argparse.Namespace, method: str, checkpoint: str, kinds: 
     for corruption, flagged, shared in plan(kinds, rates, hides):
         source = Corruption(corruption.p, *_kind_of(shared)) if shared else corruption
         cell = run_cell(factory, source, flagged, key, cache / f"{cell_name(method, source, flagged)}.json",
-                        not args.no_progress)
+                        not args.no_progress, args.command_line)
         rows.append({"kind": corruption.label if corruption.p > 0 else "none", "rate": corruption.p,
                      "flagged": flagged, "method": method, **cell["summary"],
                      "same_run_as": cell_name(method, source, flagged) if shared and shared != corruption.label else None,

@@ -42,7 +42,8 @@ def table(root: Path) -> str:
             for r in rates:
                 group = [c for c in cells if c["method"] == method and c["flagged"] == flagged and c["rate"] == r]
                 worst = min(group, key=lambda c: c["success"]) if group else None
-                row.append(f"{_rate(worst)} ({worst['kind']})" if worst else MISSING)
+                every = len(group) > 1 and len({c["success"] for c in group}) == 1
+                row.append(MISSING if not worst else f"{_rate(worst)} ({'every kind' if every else worst['kind']})")
             if clean or len(row) > 4:
                 rows.append(row)
     return markdown(header, rows)

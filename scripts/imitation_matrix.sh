@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The imitation corruption matrix (docs/imitation.md), in two processes of one thread each
 # (df | the baselines), then assembled from the cached cells into <out>/matrix.json and
-# matrix.png. About 70 minutes of evaluation on one CPU thread in all.
+# matrix.png: 500 episodes per cell on seeds 40000, the record's protocol. About 70 minutes
+# of evaluation on one CPU thread in all; cells already cached are read, not rerun.
 #   scripts/imitation_matrix.sh              the shipped policies (zoo names), the project's records
 #   TRAIN=1 scripts/imitation_matrix.sh      train the three presets into runs/ first (about 25 minutes
 #                                            each on one thread) and write outputs/imitation/
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 DFORCE=${DFORCE:-.venv/bin/dforce}
 export OMP_NUM_THREADS=1
 models=()
+protocol=(--episodes 500 --seed 40000)
 where=(--record)
 if [ "${TRAIN:-0}" = 1 ]; then
   for m in df teacher_forcing memoryless; do
@@ -20,8 +22,8 @@ if [ "${TRAIN:-0}" = 1 ]; then
   models=(--checkpoints "${models[@]}")
   where=(--out "${OUT:-outputs/imitation}")
 fi
-"$DFORCE" eval imitation --matrix "${models[@]}" --methods df "${where[@]}" --no-plot --no-progress &
-"$DFORCE" eval imitation --matrix "${models[@]}" --methods teacher_forcing,memoryless "${where[@]}" \
+"$DFORCE" eval imitation --matrix "${models[@]}" "${protocol[@]}" --methods df "${where[@]}" --no-plot --no-progress &
+"$DFORCE" eval imitation --matrix "${models[@]}" "${protocol[@]}" --methods teacher_forcing,memoryless "${where[@]}" \
   --no-plot --no-progress &
 wait
-"$DFORCE" eval imitation --matrix "${models[@]}" "${where[@]}" --no-progress     # every cell from the cache
+"$DFORCE" eval imitation --matrix "${models[@]}" "${protocol[@]}" "${where[@]}" --no-progress     # every cell from the cache

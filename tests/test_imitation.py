@@ -324,7 +324,7 @@ def test_matrix_cli_writes_cells_and_reuses_its_cache(tmp_path, capsys):
     assert {"kind", "rate", "flagged", "method", "success", "ci95", "episodes"} <= set(cells[0])
     shared = [c for c in cells if c["same_run_as"]]
     assert len(shared) == 3 and all(c["kind"] == "outlier" and c["flagged"] for c in shared)
-    assert (out / "matrix.png").stat().st_size > 0 and record["seeds"]["episodes"] == 30000
+    assert (out / "matrix.png").stat().st_size > 0 and record["seeds"]["episodes"] == 40000
     stamp = {p.name: p.stat().st_mtime_ns for p in (out / "matrix-cells").iterdir()}
     assert len(stamp) == 3 * 4
     assert main(argv) == 0                                                   # all cells from the cache

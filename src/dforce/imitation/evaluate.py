@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--method", help=f"one of {', '.join(METHODS)} (not with --matrix)")
     parser.add_argument("--checkpoint", help="model directory or zoo name (dforce train configs/imitation_<method>.yaml)")
-    parser.add_argument("--episodes", type=int, default=200, help="episodes (default 200, half per cue)")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="episodes, half per cue (default 200; 500 with --matrix)")
     parser.add_argument("--corrupt", type=float, default=0.0,
                         help="probability that an observation after the first is corrupted (default 0)")
     parser.add_argument("--corrupt-mode", choices=KINDS, default=None,
@@ -46,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="sampling steps per token (default: the model's)")
     parser.add_argument("--limit", type=int, default=None, help="episode limit in steps (default 435)")
     parser.add_argument("--seed", type=int, default=None,
-                        help="episode e uses default_rng([seed, e]); sampling seed (default 0; 30000 with --matrix)")
+                        help="episode e uses default_rng([seed, e]); sampling seed (default 0; 40000 with --matrix)")
     parser.add_argument("--batch", type=int, default=200, help="episodes run together (default 200)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     where = parser.add_mutually_exclusive_group()
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> list[Path]:
 
         return run_matrix(args)
     args.seed = 0 if args.seed is None else args.seed
+    args.episodes = args.episodes or 200
     corruption = Corruption(args.corrupt, args.corrupt_mode, args.corrupt_std)
     policy = load_policy(args.checkpoint, args.method, args.device, corrupt_level=args.corrupt_level,
                          steps=args.steps, seed=args.seed)

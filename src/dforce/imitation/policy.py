@@ -119,14 +119,7 @@ class ImitationPolicy:
         if self.steps < 1:
             raise ValueError(f"sampling steps must be >= 1, got {self.steps}")
         self.flag_use = self._flag_use()
-        if self.flag_use == "hold" and corrupt_level is not None:
-            raise ValueError(f"a corrupt level applies to df only (--method {method} holds the last good observation)")
-        K = model.schedule.levels
-        token_level = round(DEFAULT_TOKEN_LEVEL * K / 1000)           # the same share of a model's levels
-        default = {"blank": DEFAULT_STEP_LEVEL, "token": token_level, "hold": 0}[self.flag_use]
-        self.corrupt_level = default if corrupt_level is None else int(corrupt_level)
-        if not 0 <= self.corrupt_level <= K:
-            raise ValueError(f"corrupt level must lie in [0, {K}] (the model's noise levels), got {self.corrupt_level}")
+        self.corrupt_level = self._corrupt_level(corrupt_level)
         self.levels = by_name("autoregressive", 1, self.steps)                   # (steps + 1, 1)
         self.generator = torch.Generator(model.device).manual_seed(seed)
         self.mean, self.std = observation_stats(model.normalizer)
@@ -134,6 +127,17 @@ class ImitationPolicy:
         self.cond: Tensor | None = None
         self.last_good: np.ndarray | None = None
         self.committed_levels: list[Tensor] = []   # (B, 1) per committed token, for inspection
+
+    def _corrupt_level(self, asked: int | None) -> int:
+        """The level of committed tokens holding a flagged step: ``asked``, else the default of the flag use."""
+        if self.flag_use == "hold" and asked is not None:
+            raise ValueError(f"a corrupt level applies to df only (--method {self.method} holds the last good observation)")
+        K = self.model.schedule.levels
+        token_level = round(DEFAULT_TOKEN_LEVEL * K / 1000)           # the same share of a model's levels
+        level = {"blank": DEFAULT_STEP_LEVEL, "token": token_level, "hold": 0}[self.flag_use] if asked is None else int(asked)
+        if not 0 <= level <= K:
+            raise ValueError(f"corrupt level must lie in [0, {K}] (the model's noise levels), got {level}")
+        return level
 
     def _flag_use(self) -> str:
         """How this policy uses a flag: ``blank`` (unknown-step inputs), ``token`` (per-token level) or ``hold``."""

@@ -12,8 +12,9 @@ kind: the policy never sees what the corruption put there, and every kind corrup
 same steps (:mod:`.corruption`). Those cells are run once per rate, on the first kind,
 and the others say ``same_run_as``; a test checks the invariance.
 
-Each run is cached in ``<out>/matrix-cells/`` with the settings that produced it, so an
-interrupted matrix resumes, and disjoint ``--methods`` can run in parallel processes into
+Each run is cached in ``<out>/matrix-cells/`` with the settings that produced it (the
+checkpoint and its weights' sha256, episodes, seed, batch, steps, limit, level; not the code
+or the device: remove the folder after changing how a policy acts), so an interrupted matrix resumes, and disjoint ``--methods`` can run in parallel processes into
 one ``--out``; a last call with all methods assembles ``<out>/matrix.json`` (``metrics.cells``:
 ``{kind, rate, flagged, method, success, ci95, episodes, ...}``, and ``metrics.targets``:
 flagged ``df`` against the targets and the baselines) and the figure ``<out>/matrix.png``.

@@ -95,16 +95,21 @@ def tag_of(args: argparse.Namespace, corruption: Corruption) -> str:
     return tag + (f"-kc{args.corrupt_level}" if args.corrupt_level is not None else "")
 
 
-def load_policy(checkpoint: str | Path, method: str, device: str, *, corrupt_level: int | None = None,
-                steps: int | None = None, seed: int = 0) -> Any:
-    """An :class:`~.policy.ImitationPolicy` from a model directory or zoo name."""
+def load_model(checkpoint: str | Path, device: str) -> Any:
+    """A :class:`~dforce.pipeline.DiffusionForcingModel` from a model directory or zoo name."""
     import torch
 
     from ..pipeline import DiffusionForcingModel
+
+    return DiffusionForcingModel.from_pretrained(checkpoint, device=torch.device(device))
+
+
+def load_policy(checkpoint: str | Path, method: str, device: str, *, corrupt_level: int | None = None,
+                steps: int | None = None, seed: int = 0) -> Any:
+    """An :class:`~.policy.ImitationPolicy` from a model directory or zoo name."""
     from .policy import ImitationPolicy
 
-    model = DiffusionForcingModel.from_pretrained(checkpoint, device=torch.device(device))
-    return ImitationPolicy(model, method, corrupt_level=corrupt_level, steps=steps, seed=seed)
+    return ImitationPolicy(load_model(checkpoint, device), method, corrupt_level=corrupt_level, steps=steps, seed=seed)
 
 
 def protocol(limit: int, batch: int) -> dict[str, Any]:

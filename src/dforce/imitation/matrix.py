@@ -146,16 +146,17 @@ def method_cells(args: argparse.Namespace, method: str, checkpoint: str, kinds: 
                  cache: Path, limit: int) -> list[dict[str, Any]]:
     """Every cell of one method, run or read from the cache."""
     from ..zoo import resolve
-    from .evaluate import load_policy
+    from .evaluate import load_model
+    from .policy import ImitationPolicy
 
     weights = resolve(checkpoint) / "model.safetensors"
     key = settings(args, checkpoint, file_sha256(weights), limit)
-    probe = load_policy(checkpoint, method, args.device, corrupt_level=args.corrupt_level, steps=args.steps)
-    hides = probe.flag_use in ("blank", "hold")
+    model = load_model(checkpoint, args.device)          # loaded once; a policy only reads it
 
-    def factory() -> Any:
-        return load_policy(checkpoint, method, args.device, corrupt_level=args.corrupt_level, steps=args.steps,
-                           seed=args.seed)
+    def factory() -> Any:                                # a fresh policy (and sampling stream) per cell
+        return ImitationPolicy(model, method, corrupt_level=args.corrupt_level, steps=args.steps, seed=args.seed)
+
+    hides = factory().flag_use in ("blank", "hold")
 
     rows = []
     for corruption, flagged, shared in plan(kinds, rates, hides):

@@ -287,10 +287,10 @@ def test_matrix_plan_shares_flagged_runs_only_where_values_are_hidden():
     kinds = [parse_kind("zeros"), parse_kind("gaussian2")]
     hidden = plan(kinds, [0.3, 0.5], flag_hides_values=True)
     assert len(hidden) == 1 + 2 * 2 * 2 and hidden[0][0].p == 0
-    shared = {(c.label, c.p, f): s for c, f, s in hidden[1:]}
-    assert shared[("gaussian2", 0.3, True)] == "zeros" and shared[("zeros", 0.5, True)] is None
-    assert all(s is None for (_, _, f), s in shared.items() if not f)
-    assert all(s is None for _, _, s in plan(kinds, [0.3], flag_hides_values=False))
+    run = {(c.label, c.p, f): s for c, f, s in hidden[1:]}
+    assert run[("gaussian2", 0.3, True)] == Corruption(0.3, "zeros") and run[("zeros", 0.5, True)] == Corruption(0.5, "zeros")
+    assert all(s == c for c, f, s in hidden if not f)                        # unflagged cells run themselves
+    assert all(s == c for c, _, s in plan(kinds, [0.3], flag_hides_values=False))
 
 
 def test_matrix_targets_need_separated_intervals():

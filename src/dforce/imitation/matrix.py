@@ -127,18 +127,15 @@ def run_cell(policy_factory: Any, corruption: Corruption, flagged: bool, key: di
     return cell
 
 
-def plan(kinds: list[Corruption], rates: list[float], flag_hides_values: bool) -> list[tuple[Corruption, bool, str | None]]:
-    """The cells of one method: (corruption, flagged, the cell whose run it shares or None)."""
-    cells: list[tuple[Corruption, bool, str | None]] = [(Corruption(0.0), False, None)]
+def plan(kinds: list[Corruption], rates: list[float], flag_hides_values: bool) -> list[tuple[Corruption, bool, Corruption]]:
+    """The cells of one method: (corruption, flagged, the corruption actually run: the first kind's at that
+    rate for a flagged cell whose values are hidden, else the cell's own)."""
+    cells = [(Corruption(0.0), False, Corruption(0.0))]
     for rate in rates:
-        first = None
+        first = Corruption(rate, kinds[0].kind, kinds[0].std)
         for kind in kinds:
             c = Corruption(rate, kind.kind, kind.std)
-            for flagged in (True, False):
-                shared = first if flagged and flag_hides_values else None
-                cells.append((c, flagged, shared))
-                if flagged and first is None:
-                    first = c.label
+            cells += [(c, True, first if flag_hides_values else c), (c, False, c)]
     return cells
 
 
@@ -159,20 +156,13 @@ def method_cells(args: argparse.Namespace, method: str, checkpoint: str, kinds: 
     hides = factory().flag_use in ("blank", "hold")
 
     rows = []
-    for corruption, flagged, shared in plan(kinds, rates, hides):
-        source = Corruption(corruption.p, *_kind_of(shared)) if shared else corruption
-        cell = run_cell(factory, source, flagged, key, cache / f"{cell_name(method, source, flagged)}.json",
-                        not args.no_progress, args.command_line)
+    for corruption, flagged, source in plan(kinds, rates, hides):
+        name = cell_name(method, source, flagged)
+        cell = run_cell(factory, source, flagged, key, cache / f"{name}.json", not args.no_progress, args.command_line)
         rows.append({"kind": corruption.label if corruption.p > 0 else "none", "rate": corruption.p,
                      "flagged": flagged, "method": method, **cell["summary"],
-                     "same_run_as": cell_name(method, source, flagged) if shared and shared != corruption.label else None,
-                     "wall_time_s": cell["wall_time_s"]})
+                     "same_run_as": name if source != corruption else None, "wall_time_s": cell["wall_time_s"]})
     return rows
-
-
-def _kind_of(label: str | None) -> tuple[str, float]:
-    c = parse_kind(label or "")
-    return c.kind, c.std
 
 
 # ---- verdicts -------------------------------------------------------------------------------

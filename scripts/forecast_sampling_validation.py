@@ -21,8 +21,8 @@ import numpy as np
 
 from dforce.config import load_config
 from dforce.results import write_result
-from dforce.tasks.forecast_metrics import crps_sum
-from dforce.tasks.forecasting import Forecaster, prepare
+from dforce.forecasting.metrics import crps_sum
+from dforce.forecasting.model import Forecaster, prepare
 
 
 def variants(prediction_length: int) -> dict[str, dict]:

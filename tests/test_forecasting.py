@@ -11,10 +11,10 @@ pd = pytest.importorskip("pandas")
 
 from dforce.cli import main  # noqa: E402
 from dforce.config import load_config  # noqa: E402
-from dforce.data import forecast_windows as fw  # noqa: E402
-from dforce.tasks import forecast_baselines as baselines  # noqa: E402
-from dforce.tasks.forecast_metrics import crps_sum, gluonts_metrics  # noqa: E402
-from dforce.tasks.forecasting import Forecaster, prepare, train_forecaster, training_sequences  # noqa: E402
+from dforce.forecasting import windows as fw  # noqa: E402
+from dforce.forecasting import baselines  # noqa: E402
+from dforce.forecasting.metrics import crps_sum, gluonts_metrics  # noqa: E402
+from dforce.forecasting.model import Forecaster, prepare, train_forecaster, training_sequences  # noqa: E402
 from helpers import DATA  # noqa: E402
 
 EXCHANGE = DATA / "timeseries" / "exchange_rate_nips.tar.gz"
@@ -199,8 +199,8 @@ def test_gluonts_estimator_and_predictor_in_a_gluonts_pipeline(tmp_path):
     from gluonts.dataset.multivariate_grouper import MultivariateGrouper
     from gluonts.evaluation import MultivariateEvaluator, make_evaluation_predictions
 
-    from dforce.data.timeseries import load_gluonts
-    from dforce.tasks.gluonts_api import DiffusionForcingEstimator
+    from dforce.forecasting.series import load_gluonts
+    from dforce.forecasting.gluonts_api import DiffusionForcingEstimator
 
     ms = load_gluonts(EXCHANGE, cache_dir=tmp_path / "cache")
     train = [{"start": pd.Period(ms.start, freq="B"), "target": ms.train}]

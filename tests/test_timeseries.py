@@ -7,7 +7,7 @@ import torch
 pytest.importorskip("gluonts")
 pd = pytest.importorskip("pandas")
 
-from dforce.data import timeseries as ts  # noqa: E402
+from dforce.forecasting import series as ts  # noqa: E402
 from helpers import DATA  # noqa: E402
 
 SHARED = DATA / "timeseries"

@@ -15,7 +15,7 @@ log = logging.getLogger("dforce")
 EVALS = {
     "likelihood": ("dforce.synthetic.likelihood", "ELBO of DF / teacher-forcing / full-sequence models vs the exact log-likelihood"),
     "compositional": ("dforce.synthetic.compositional", "memory vs stitching on the cross data: DF, teacher forcing and full sequence against the ideal"),
-    "forecasting": ("dforce.tasks.forecast_eval", "DF vs teacher forcing, full sequence, DeepAR and naive baselines (CRPS-sum)"),
+    "forecasting": ("dforce.forecasting.evaluate", "DF vs teacher forcing, full sequence, DeepAR and naive baselines (CRPS-sum)"),
     "planning": ("dforce.tasks.planning_eval", "Maze2D planning: DF with MCG vs ablations and Diffuser-like baselines (D4RL score)"),
     "video": ("dforce.tasks.video_eval", "long video rollouts: MSE/PSNR/SSIM, Frechet distance, divergence, speed"),
     "imitation": ("dforce.imitation.evaluate", "cued Maze2D imitation: DF with memory vs memoryless and teacher forcing, corrupted observations"),
@@ -112,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = "default" if args.config == "default" else Path(args.config).stem
     out = args.out or Path("runs") / name
     if cfg.data.name == "timeseries":  # returns the checkpoint it selected on validation
-        from .tasks.forecasting import train_forecaster
+        from .forecasting.model import train_forecaster
 
         print(f"model: {train_forecaster(cfg, out, resume=args.resume, progress=not args.no_progress)}")
         return 0
@@ -165,7 +165,7 @@ def _is_video_checkpoint(directory: Path) -> bool:
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from .tasks.forecast_eval import forecast_run
+    from .forecasting.evaluate import forecast_run
 
     for path in forecast_run(args.checkpoint, args.dataset, args.out, args.samples, args.seed, args.plot,
                              args.command_line):

@@ -120,7 +120,7 @@ class ForecastConfig:
     test_windows: int = 7                    # CSV only; GluonTS test sets define their own windows
     val_windows: int = 5                     # cut from the end of the training range, for model selection
     max_lag: int = 800                       # seasonal lags kept: GluonTS's, from the window length up to this
-    level_feature: bool = True               # condition on each window's level (see data/forecast_windows.py)
+    level_feature: bool = True               # condition on each window's level (see forecasting/windows.py)
     mirror: bool = False                     # also train on the negated series (no drift direction preferred)
     samples: int = 100                       # sample paths per test window
     val_samples: int = 20                    # sample paths per validation window during training

@@ -1,5 +1,5 @@
 """Data: a checkpointed Normalizer, training sequences (in memory or drawn fresh per batch) and
-the domain loaders (``dforce.data.timeseries`` with the [timeseries] extra, Maze2D, video).
+the domain loaders (Maze2D, video; time series live in :mod:`dforce.forecasting`).
 The synthetic generators live in :mod:`dforce.synthetic`."""
 
 from .normalizer import Normalizer

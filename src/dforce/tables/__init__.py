@@ -21,7 +21,8 @@ from typing import Callable
 
 from ..imitation import table as imitation
 from ..synthetic import table as synthetic
-from . import api, forecasting, headline, planning, speed, video
+from ..forecasting import table as forecasting
+from . import api, headline, planning, speed, video
 from ..records import ROOT
 
 BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)

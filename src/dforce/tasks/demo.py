@@ -104,7 +104,7 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
 
 def forecast_step(out: Path, exchange: str | None, command: list[str] | None) -> tuple[dict | None, list[Path]]:
     """Forecast Exchange's test windows with the shipped checkpoint: (GluonTS metrics, files), or (None, [])."""
-    from .forecast_eval import forecast_run
+    from ..forecasting.evaluate import forecast_run
 
     if not EXCHANGE_CHECKPOINT.is_dir():
         log.warning("forecast step skipped: no shipped checkpoint at %s", EXCHANGE_CHECKPOINT)

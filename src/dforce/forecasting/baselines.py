@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .forecast_metrics import quietly
+from .metrics import quietly
 
 SEASONS = {"B": 5, "D": 7, "h": 24, "H": 24}  # seasonal-naive period per pandas frequency
 

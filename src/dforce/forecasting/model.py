@@ -21,13 +21,13 @@ import torch
 
 from .. import atomic
 from ..config import ForecastConfig, RunConfig
-from ..data.forecast_windows import (WindowSpec, seasonal_lags, training_starts, typical_step, unscale,
+from .windows import (WindowSpec, seasonal_lags, training_starts, typical_step, unscale,
                                      window_inputs)
 from ..data.sequences import Sequences
-from ..data.timeseries import MultivariateSeries, load_ett, load_gluonts, normalize, series_stats, time_features
+from .series import MultivariateSeries, load_ett, load_gluonts, normalize, series_stats, time_features
 from ..pipeline import DiffusionForcingModel
 from ..train import train
-from .forecast_metrics import crps_sum
+from .metrics import crps_sum
 
 log = logging.getLogger(__name__)
 

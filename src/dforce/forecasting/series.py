@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from .. import atomic
-from .normalizer import STD_FLOOR
+from ..data.normalizer import STD_FLOOR
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ import numpy as np
 
 from ..config import RunConfig, load_config, to_dict
 from ..results import write_result
-from .forecast_metrics import gluonts_metrics
-from .forecasting import ForecastData, Forecaster, prepare, train_forecaster
+from .metrics import gluonts_metrics
+from .model import ForecastData, Forecaster, prepare, train_forecaster
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _base_overrides(args: argparse.Namespace) -> list[str]:
 def _samples(method: str, seed: int, args: argparse.Namespace, base: list[str], fd: ForecastData,
              S: int) -> np.ndarray:
     """(W, S, P, N) sample paths of ``method`` for the test windows."""
-    from . import forecast_baselines as baselines
+    from . import baselines
 
     P, C = fd.spec.prediction_length, fd.spec.context_length
     histories = [h[:, :-P] for h in fd.series.test]
@@ -145,7 +145,7 @@ def _deepar(fd: ForecastData, histories: list[np.ndarray], samples: int, seed: i
             args: argparse.Namespace) -> np.ndarray:
     """DeepAR's test samples, kept in its run directory so that a rerun with the same settings only scores."""
     from .. import atomic
-    from . import forecast_baselines as baselines
+    from . import baselines
 
     run_dir = args.runs / args.dataset / "deepar" / f"seed{seed}"
     kept = run_dir / f"samples-epochs{args.deepar_epochs}-fit{fd.fit_length}-n{samples}.npy"
@@ -219,7 +219,7 @@ def forecast_run(checkpoint: Path, dataset: str | None, out: Path, samples: int 
     from dataclasses import replace
 
     from ..config import ForecastConfig
-    from .forecasting import load_series
+    from .model import load_series
 
     forecaster = Forecaster.from_pretrained(checkpoint)
     trained_on = ForecastConfig(**forecaster.model.extra["forecast"])

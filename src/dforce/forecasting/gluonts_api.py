@@ -23,8 +23,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..config import RunConfig, load_config
-from ..data.timeseries import MultivariateSeries, as_timestamp
-from .forecasting import Forecaster, protocol_for, train_forecaster
+from .series import MultivariateSeries, as_timestamp
+from .model import Forecaster, protocol_for, train_forecaster
 
 
 def _as_multivariate(training_data: Iterable[dict], freq: str, prediction_length: int) -> MultivariateSeries:

@@ -31,6 +31,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "planning.guidance_weighting": ("variance", "constant"),
     "planning.goal_cost": ("distance", "squared"),
     "train.device": ("auto", "cpu", "cuda"),
+    "forecast.tokens": ("levels", "increments"),
 }
 
 
@@ -119,6 +120,8 @@ class ForecastConfig:
     context_length: Optional[int] = None     # None: equal to the prediction length (the paper's protocol)
     test_windows: int = 7                    # CSV only; GluonTS test sets define their own windows
     val_windows: int = 5                     # cut from the end of the training range, for model selection
+    backtest_windows: int = 0                # held-out windows after the validation ones (dforce eval forecasting --backtest)
+    tokens: str = "levels"                   # "levels" (relative to the last context value) or "increments" (x_t - x_t-1)
     max_lag: int = 800                       # seasonal lags kept: GluonTS's, from the window length up to this
     level_feature: bool = True               # condition on each window's level (see forecasting/windows.py)
     mirror: bool = False                     # also train on the negated series (no drift direction preferred)
@@ -208,7 +211,7 @@ POSITIVE = (
     "video.frames", "video.frame_skip", "imitation.frame_stack", "imitation.demos",
 )
 NON_NEGATIVE = ("sampling.slope", "sampling.eta", "sampling.stabilization", "data.noise", "train.weight_decay",
-                "train.warmup", "train.grad_clip", "train.eval_every", "forecast.max_lag",
+                "train.warmup", "train.grad_clip", "train.eval_every", "forecast.max_lag", "forecast.backtest_windows",
                 "planning.guidance_scale", "imitation.action_noise")
 UNIT_INTERVAL = ("diffusion.fused_decay", "diffusion.clean_prob", "train.ema_decay", "imitation.unknown_max_rate")
 

@@ -56,3 +56,19 @@ def write_result(path: str | Path, metrics: dict[str, Any], *, wall_time_s: floa
     }
     atomic.write_text(path, json.dumps(record, indent=2) + "\n")
     return Path(path)
+
+
+def add_destination(parser: Any, default_out: Path, record_dir: Path) -> None:
+    """``--out DIR`` (default ``default_out``, under outputs/) or ``--record`` (the shipped ``record_dir``).
+
+    Shipped records are only rewritten when asked: an exploratory run cannot overwrite them.
+    """
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=default_out, help=f"output directory (default {default_out})")
+    where.add_argument("--record", action="store_const", const=record_dir, dest="record",
+                       help=f"write the project's records in {record_dir}/")
+
+
+def destination(args: Any) -> Path:
+    """The directory chosen by :func:`add_destination`'s arguments."""
+    return args.record if getattr(args, "record", None) is not None else args.out

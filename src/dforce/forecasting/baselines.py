@@ -1,17 +1,21 @@
-"""Forecasting baselines on the same windows: random walk, seasonal naive, GluonTS DeepAR.
+"""Forecasting baselines on the same windows: last value, three random walks, seasonal naive.
 
 Each returns sample paths (W, S, P, N) for the P steps after each observed history (N, T_w),
-exactly like :meth:`Forecaster.sample`, so one evaluator scores them all.
+exactly like :meth:`Forecaster.sample`, so one evaluator scores them all (DeepAR lives in :mod:`.deepar`). The random walks
+differ only in their increments, all estimated on the last ``lookback`` steps of each history:
+
+* ``random_walk``: independent Gaussian steps per series (std of the recent changes);
+* ``random_walk_correlated``: Gaussian step vectors with the recent changes' covariance
+  (currencies move together, and CRPS-sum scores the sum of the series);
+* ``random_walk_bootstrap``: whole recent step vectors resampled with replacement (the
+  empirical joint distribution, fat tails included).
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
-
-from .metrics import quietly
 
 SEASONS = {"B": 5, "D": 7, "h": 24, "H": 24}  # seasonal-naive period per pandas frequency
 
@@ -28,6 +32,46 @@ def random_walk(histories: Sequence[np.ndarray], prediction_length: int, lookbac
     return np.stack(out).astype(np.float32)
 
 
+def _recent_steps(hist: np.ndarray, lookback: int) -> np.ndarray:
+    """(L, N) one-step changes over the last ``lookback`` steps of a history (N, T); NaN-free rows only."""
+    steps = np.diff(hist[:, -(lookback + 1):], axis=1).T
+    steps = steps[np.isfinite(steps).all(axis=1)]
+    if len(steps) < 2:
+        raise ValueError(f"a random walk needs at least 2 observed changes in the last {lookback} steps")
+    return steps
+
+
+def random_walk_correlated(histories: Sequence[np.ndarray], prediction_length: int, lookback: int,
+                           num_samples: int, seed: int = 0) -> np.ndarray:
+    """Gaussian random walk from the last value with step vectors ~ N(0, covariance of recent changes)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for hist in histories:
+        cov = np.atleast_2d(np.cov(_recent_steps(hist, lookback), rowvar=False, bias=False))
+        steps = rng.multivariate_normal(np.zeros(len(cov)), cov, size=(num_samples, prediction_length),
+                                        method="eigh")
+        out.append(hist[:, -1] + steps.cumsum(axis=1))
+    return np.stack(out).astype(np.float32)
+
+
+def random_walk_bootstrap(histories: Sequence[np.ndarray], prediction_length: int, lookback: int,
+                          num_samples: int, seed: int = 0) -> np.ndarray:
+    """Random walk from the last value whose step vectors are recent ones drawn with replacement."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for hist in histories:
+        recent = _recent_steps(hist, lookback)                                      # (L, N)
+        steps = recent[rng.integers(len(recent), size=(num_samples, prediction_length))]
+        out.append(hist[:, -1] + steps.cumsum(axis=1))
+    return np.stack(out).astype(np.float32)
+
+
+def last_value(histories: Sequence[np.ndarray], prediction_length: int) -> np.ndarray:
+    """Point forecast: the last observed value repeated (one sample path)."""
+    return np.stack([np.repeat(hist[:, -1][None, None], prediction_length, axis=1) for hist in histories]
+                    ).astype(np.float32)
+
+
 def seasonal_naive(histories: Sequence[np.ndarray], prediction_length: int, freq: str) -> np.ndarray:
     """Point forecast y[t - season] (one sample path), the season taken from the frequency."""
     season = SEASONS.get(freq, 1)
@@ -36,39 +80,4 @@ def seasonal_naive(histories: Sequence[np.ndarray], prediction_length: int, freq
         last = hist[:, -season:]
         reps = -(-prediction_length // season)
         out.append(np.tile(last, reps)[:, :prediction_length].T[None])              # (1, P, N)
-    return np.stack(out).astype(np.float32)
-
-
-def deepar(train: np.ndarray, start: Any, freq: str, histories: Sequence[np.ndarray], prediction_length: int,
-           context_length: int, num_samples: int, seed: int, epochs: int = 30, batches_per_epoch: int = 50,
-           run_dir: str | None = None) -> np.ndarray:
-    """GluonTS's torch DeepAR (one model over the N univariate series), trained on ``train`` (N, T).
-
-    Histories are forecast series by series; the N forecasts are stacked into (W, S, P, N)
-    paths (DeepAR draws the series independently).
-    """
-    import lightning
-    import torch
-    from gluonts.dataset.common import ListDataset
-    from gluonts.torch import DeepAREstimator
-
-    lightning.seed_everything(seed, verbose=False)
-    torch.manual_seed(seed)
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    estimator = DeepAREstimator(
-        freq=freq, prediction_length=prediction_length, context_length=context_length,
-        num_batches_per_epoch=batches_per_epoch,
-        trainer_kwargs={"max_epochs": epochs, "accelerator": "cpu", "enable_progress_bar": False,
-                        "enable_model_summary": False, "logger": False,
-                        "default_root_dir": run_dir},
-    )
-    with quietly():
-        data = ListDataset([{"start": start, "target": row} for row in train], freq=freq)
-        predictor = estimator.train(data)
-        out = []
-        for hist in histories:
-            entries = ListDataset([{"start": start, "target": row} for row in hist], freq=freq)
-            forecasts = list(predictor.predict(entries, num_samples=num_samples))
-            out.append(np.stack([f.samples for f in forecasts], axis=-1))            # (S, P, N)
     return np.stack(out).astype(np.float32)

@@ -1,57 +1,44 @@
-"""`dforce eval forecasting`: Diffusion Forcing and baselines, side by side, on the same test windows.
+"""`dforce eval forecasting`: Diffusion Forcing and baselines, side by side, on the same windows.
 
-Methods (``--methods``, comma separated):
+Methods (``--methods``): see :mod:`.methods` (df, tf, fs, deepar and five simple baselines).
 
-* ``df``: the configured model (Diffusion Forcing: independent per-token levels,
-  autoregressive sampling with stabilization);
-* ``tf``: the same network trained with teacher forcing (a clean past, one noisy token:
-  TimeGrad-like next-step diffusion), sampled autoregressively without stabilization;
-* ``fs``: the full-sequence ablation (every token of a window at one level), sampling
-  all P predicted tokens together after the clean context;
-* ``deepar``: GluonTS's torch DeepAR on the same training range;
-* ``random_walk``: Gaussian random walk, step std from the context's changes;
-* ``seasonal_naive``: the last season repeated (a point forecast).
+Two protocols:
 
-Each trained method is trained once per seed (``train.seed``) into
-``RUNS/<dataset>/<method>/seed<s>`` (reused, or resumed when interrupted), then samples
-``forecast.samples`` paths per test window; GluonTS's ``MultivariateEvaluator`` scores
-them (CRPS-sum, CRPS, ND-sum, NRMSE-sum). ``results/forecasting/<dataset>-<method>.json``
-gets mean ± std over seeds and every seed's numbers; a fan chart of seed 0 goes beside it.
+* ``--backtest N`` (the one that can tell forecasters apart): the last N windows of the
+  training range, after the validation windows, are held out; every method is fitted on
+  what precedes the validation windows, chosen on them, and scored on the N backtest
+  windows with GluonTS's evaluator. ``<dataset>-backtest.json`` holds each method's
+  CRPS-sum with a bootstrap interval over windows and seeds, the paired difference of
+  ``--reference`` (df) to every other method, and the same models' scores on the
+  dataset's standard test windows (for comparison with the literature).
+* without it: one record per method, ``<dataset>-<method>.json``, on the standard test
+  windows only (mean ± std over seeds), with a fan chart.
+
+Records go to ``--out`` (default ``outputs/forecasting``); ``--record`` writes the
+project's ``results/forecasting``.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..config import RunConfig, load_config, to_dict
-from ..results import write_result
+from .. import atomic
+from ..config import load_config, to_dict
+from ..results import add_destination, destination, write_result
+from . import backtest
+from .methods import DETERMINISTIC, METHODS, TRAINED, Methods, method_overrides, parse_methods
 from .metrics import gluonts_metrics
-from .model import ForecastData, Forecaster, prepare, train_forecaster
+from .model import ForecastData, Forecaster, prepare
 
-log = logging.getLogger(__name__)
-
-METHODS = ("df", "tf", "fs", "deepar", "random_walk", "seasonal_naive")
-TRAINED = ("df", "tf", "fs")
 CONFIGS = {"exchange_rate_nips": "configs/exchange.yaml", "etth1": "configs/etth1.yaml", "etth2": "configs/etth2.yaml"}
-
-
-def method_overrides(method: str, prediction_length: int) -> list[str]:
-    """Config overrides turning the configured (DF) model into each trained method."""
-    return {
-        "df": [],
-        "tf": ["diffusion.forcing=teacher_forcing", "sampling.scheduling=autoregressive", "sampling.chunk=1",
-               "sampling.stabilization=0"],
-        "fs": ["diffusion.forcing=full_sequence", "sampling.scheduling=full_sequence",
-               f"sampling.chunk={prediction_length}", "sampling.stabilization=0"],
-    }[method]
+DEFAULT_OUT = Path("outputs/forecasting")
+RECORD_DIR = Path("results/forecasting")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,48 +48,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="dataset location overriding forecast.dataset (name, archive, dir or CSV)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
-    parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
-    parser.add_argument("--deepar-epochs", type=int, default=30, help="DeepAR epochs of 50 batches (default 30)")
+    parser.add_argument("--backtest", type=int, default=None, metavar="N",
+                        help="score N held-out windows before the test windows (N >= 2; 36 or more to separate "
+                             "forecasters)")
+    parser.add_argument("--on", choices=("backtest", "validation"), default="backtest",
+                        help="with --backtest: score the backtest windows (default) or the validation windows, "
+                             "to make choices without touching held-out data")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every trained method (repeatable), e.g. forecast.tokens=increments")
+    parser.add_argument("--reference", default="df", help="the method compared with every other one (default df)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     parser.add_argument("--runs", type=Path, default=Path("runs/forecasting"), help="where trained runs live")
-    parser.add_argument("--out", type=Path, default=Path("results/forecasting"))
+    add_destination(parser, DEFAULT_OUT, RECORD_DIR)
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Evaluate every requested method over the seeds; returns the files written."""
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(METHODS)}")
+    methods = parse_methods(args.methods)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.backtest is not None and args.backtest < 2:
+        raise ValueError(f"--backtest must be >= 2 windows, got {args.backtest}")
+    if args.on == "validation" and args.backtest is None:
+        raise ValueError("--on validation needs --backtest N (it scores the validation windows of that protocol)")
     base = _base_overrides(args)
     cfg = load_config(_config_path(args), base)
     fd = prepare(cfg.forecast)
-    files = []
-    rows = {}
-    for method in methods:
-        tic = time.time()
-        per_seed, fan = [], None
-        for seed in range(args.seeds):
-            samples = _samples(method, seed, args, base, fd, cfg.forecast.samples)
-            per_seed.append(_score(fd, samples))
-            fan = samples if seed == 0 else fan
-            log.info("%s %s seed %d: %s", fd.series.name, method, seed, per_seed[-1])
-        summary = _summarize(per_seed)
-        rows[method] = summary
-        stem = args.out / f"{args.dataset}-{method}"
-        files.append(_fan_chart(fd, fan, stem.with_name(stem.name + "-fan.png"), method))
-        files.append(write_result(
-            stem.with_suffix(".json"), summary, wall_time_s=time.time() - tic, seeds=list(range(args.seeds)),
-            command=args.command_line, dataset=args.dataset, method=method,
-            config=to_dict(load_config(_config_path(args), base + method_overrides(method, fd.spec.prediction_length)))
-            if method in TRAINED else None,
-            protocol=fd.protocol(), per_seed=per_seed,
-            train_time_s=[_train_seconds(args.runs / args.dataset / method / f"seed{s}") for s in range(args.seeds)]
-            if method in TRAINED else None))
-    print(_table(args.dataset, rows))
-    return files
+    runs = Methods(_config_path(args), base, fd, args.runs / args.dataset, progress=not args.no_progress)
+    if args.backtest is not None:
+        return _backtest(args, methods, runs)
+    return _standard(args, methods, runs)
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -117,76 +95,133 @@ def _base_overrides(args: argparse.Namespace) -> list[str]:
     out = []
     if args.data:
         out.append(f"forecast.dataset={args.data}")
-    if args.steps:
+    if args.steps is not None:
         out.append(f"train.steps={args.steps}")
-    return out
+    if args.backtest is not None:
+        out.append(f"forecast.backtest_windows={args.backtest}")
+    return out + list(args.set)
 
 
-def _samples(method: str, seed: int, args: argparse.Namespace, base: list[str], fd: ForecastData,
-             S: int) -> np.ndarray:
-    """(W, S, P, N) sample paths of ``method`` for the test windows."""
-    from . import baselines
+def _method_config(runs: Methods, method: str) -> dict[str, Any] | None:
+    return to_dict(runs.config_of(method)) if method in TRAINED else None
 
-    P, C = fd.spec.prediction_length, fd.spec.context_length
+
+# ------------------------------------------------------------------------- standard windows
+
+
+def _standard(args: argparse.Namespace, methods: list[str], runs: Methods) -> list[Path]:
+    """One record per method on the dataset's test windows: mean ± std over seeds, and a fan chart."""
+    fd, out = runs.fd, destination(args)
+    P, S = fd.spec.prediction_length, runs.config_of("df").forecast.samples
     histories = [h[:, :-P] for h in fd.series.test]
-    if method == "random_walk":
-        return baselines.random_walk(histories, P, C, S, seed)
-    if method == "seasonal_naive":
-        return baselines.seasonal_naive(histories, P, fd.series.freq)
-    if method == "deepar":
-        return _deepar(fd, histories, S, seed, args)
-    cfg = load_config(_config_path(args), base + method_overrides(method, P) + [f"train.seed={seed}"])
-    forecaster = Forecaster.from_pretrained(_trained(cfg, args.runs / args.dataset / method / f"seed{seed}", args))
-    forecaster.model.sampling_cfg = cfg.sampling  # sampling is not trained: the config in force decides it
-    return forecaster.sample(histories, fd.series.start, S, seed=seed)
-
-
-def _deepar(fd: ForecastData, histories: list[np.ndarray], samples: int, seed: int,
-            args: argparse.Namespace) -> np.ndarray:
-    """DeepAR's test samples, kept in its run directory so that a rerun with the same settings only scores."""
-    from .. import atomic
-    from . import baselines
-
-    run_dir = args.runs / args.dataset / "deepar" / f"seed{seed}"
-    kept = run_dir / f"samples-epochs{args.deepar_epochs}-fit{fd.fit_length}-n{samples}.npy"
-    if kept.is_file():
-        return np.load(kept)
-    log.info("training DeepAR (seed %d, %d epochs)", seed, args.deepar_epochs)
-    paths = baselines.deepar(fd.series.train[:, : fd.fit_length], fd.series.start, fd.series.freq, histories,
-                             fd.spec.prediction_length, fd.spec.context_length, samples, seed,
-                             epochs=args.deepar_epochs, run_dir=str(run_dir))
-    buffer = io.BytesIO()
-    np.save(buffer, paths)
-    atomic.write_bytes(kept, buffer.getvalue())
-    return paths
-
-
-def _trained(cfg: RunConfig, run_dir: Path, args: argparse.Namespace) -> Path:
-    """The selected model of a run: reused when finished, resumed when interrupted, else trained."""
-    if (run_dir / "model").is_dir():
-        return run_dir / "best" if (run_dir / "best").is_dir() else run_dir / "model"
-    resume = (run_dir / "checkpoints").is_dir()
-    log.info("training %s (%s)", run_dir, "resuming" if resume else "new")
-    return train_forecaster(cfg, run_dir, resume=resume, progress=not args.no_progress)
-
-
-def _train_seconds(run_dir: Path) -> float | None:
-    """Training wall time of a run, from the last ``elapsed_s`` it logged (None if unknown)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if '"elapsed_s"' in line]
-    return round(rows[-1]["elapsed_s"], 1) if rows else None
-
-
-def _score(fd: ForecastData, samples: np.ndarray) -> dict[str, float]:
-    return gluonts_metrics(list(fd.series.test), samples, fd.series.start, fd.series.freq)
+    files, rows = [], {}
+    for method in methods:
+        tic = time.time()
+        per_seed, fan = [], None
+        for seed in range(args.seeds):
+            samples = runs.sample(method, seed, histories, S)
+            per_seed.append(gluonts_metrics(list(fd.series.test), samples, fd.series.start, fd.series.freq))
+            fan = samples if seed == 0 else fan
+        rows[method] = _summarize(per_seed)
+        stem = out / f"{args.dataset}-{method}"
+        files.append(_fan_chart(fd, fan, stem.with_name(stem.name + "-fan.png"), method))
+        files.append(write_result(
+            stem.with_suffix(".json"), rows[method], wall_time_s=time.time() - tic, seeds=list(range(args.seeds)),
+            command=args.command_line, dataset=args.dataset, method=method, config=_method_config(runs, method),
+            protocol=fd.protocol(), per_seed=per_seed, train_time_s=runs.train_seconds(method, range(args.seeds))))
+    print(_table(args.dataset, rows))
+    return files
 
 
 def _summarize(per_seed: list[dict[str, float]]) -> dict[str, Any]:
     """{metric: {"mean", "std"}}, std over seeds (ddof 0, as the paper's ± is not specified)."""
     return {key: {"mean": float(np.mean([r[key] for r in per_seed])), "std": float(np.std([r[key] for r in per_seed]))}
             for key in per_seed[0]}
+
+
+# ------------------------------------------------------------------------------- backtest
+
+
+def _backtest(args: argparse.Namespace, methods: list[str], runs: Methods) -> list[Path]:
+    """Every method on the backtest windows (and the test windows), paired against ``--reference``."""
+    if args.reference not in methods:
+        raise ValueError(f"--reference {args.reference} is not among --methods {','.join(methods)}")
+    fd, out, tic = runs.fd, destination(args), time.time()
+    P, S = fd.spec.prediction_length, runs.config_of("df").forecast.samples
+    held_out = fd.backtest_histories() if args.on == "backtest" else fd.val_histories()
+    test = list(fd.series.test) if args.on == "backtest" else []
+    histories = [h[:, :-P] for h in held_out + test]
+    seeds = list(range(args.seeds))
+    scores: dict[str, list[backtest.WindowScores]] = {}
+    on_test: dict[str, list[dict[str, float]]] = {}
+    for method in methods:
+        scores[method], on_test[method] = [], []
+        for seed in seeds:
+            if method in DETERMINISTIC and seed > 0:
+                scores[method].append(scores[method][0])
+                on_test[method].append(on_test[method][0])
+                continue
+            samples = runs.sample(method, seed, histories, S)
+            scores[method].append(backtest.window_scores(held_out, samples[: len(held_out)], fd.series.start,
+                                                         fd.series.freq))
+            if test:
+                on_test[method].append(gluonts_metrics(test, samples[len(held_out):], fd.series.start,
+                                                       fd.series.freq))
+    metrics = _backtest_metrics(scores, on_test, args.reference, fd)
+    stem = out / f"{args.dataset}-{args.on}"
+    figure = _backtest_figure(metrics, args.reference, stem.with_suffix(".png"), f"{args.dataset} ({args.on})")
+    record = write_result(
+        stem.with_suffix(".json"), metrics, wall_time_s=time.time() - tic, seeds=seeds,
+        command=args.command_line, dataset=args.dataset, reference=args.reference, scored=args.on, overrides=args.set,
+        windows=_window_dates(fd), protocol=fd.protocol(),
+        configs={m: _method_config(runs, m) for m in methods if m in TRAINED},
+        deepar=runs.deepar_setting() if "deepar" in methods else None,
+        train_time_s={m: runs.train_seconds(m, seeds) for m in methods if m in TRAINED})
+    print(_backtest_table(f"{args.dataset} ({args.on})", metrics, args.reference))
+    return [figure, record]
+
+
+def _backtest_metrics(scores: dict[str, list[backtest.WindowScores]], on_test: dict[str, list[dict[str, float]]],
+                      reference: str, fd: ForecastData) -> dict[str, Any]:
+    """The record's metrics: windows, seeds, crps_sum per method, paired differences, test-window scores."""
+    target = next(iter(scores.values()))[0].target
+    return {
+        "windows": int(len(target)),
+        "seeds": len(scores[reference]),
+        "crps_sum": {m: backtest.pooled_interval(np.stack([s.loss for s in per_seed]), target)
+                     for m, per_seed in scores.items()},
+        "paired": {m: backtest.paired(scores[reference], per_seed) for m, per_seed in scores.items() if m != reference},
+        "test_windows": {m: _summarize(per_seed) for m, per_seed in on_test.items() if per_seed},
+        "test_window_count": len(fd.series.test),
+    }
+
+
+def _window_dates(fd: ForecastData) -> dict[str, Any]:
+    """Where the fit range, validation and backtest windows lie (first forecast dates), for the record."""
+    P, V, B = fd.spec.prediction_length, fd.val_windows, fd.backtest_windows
+    index = fd.series.index(fd.series.train.shape[1] + 1)
+    return {"fit_length": fd.fit_length, "prediction_length": P, "validation": V, "backtest": B,
+            "first_validation": str(index[fd.fit_length]), "first_backtest": str(index[fd.fit_length + V * P]),
+            "training_end": str(index[fd.series.train.shape[1]])}
+
+
+def _backtest_table(dataset: str, metrics: dict[str, Any], reference: str) -> str:
+    lines = [f"# {dataset}: {metrics['windows']} windows x {metrics['seeds']} seeds",
+             f"| method | CRPS-sum [95%] | {reference} - method [95%] | windows {reference} wins |", "|---|---|---|---|"]
+    for method, score in metrics["crps_sum"].items():
+        pair = metrics["paired"].get(method)
+        diff = f"{pair['mean']:+.5f} [{pair['ci95'][0]:+.5f}, {pair['ci95'][1]:+.5f}]" if pair else "-"
+        won = f"{pair['windows_won']:.2f}" if pair else "-"
+        lines.append(f"| {method} | {score['mean']:.5f} [{score['ci95'][0]:.5f}, {score['ci95'][1]:.5f}] | {diff} | "
+                     f"{won} |")
+    return "\n".join(lines)
+
+
+def _backtest_figure(metrics: dict[str, Any], reference: str, path: Path, dataset: str) -> Path:
+    from .figure import plot_backtest
+
+    return plot_backtest(metrics, reference, path, f"{dataset}: {metrics['windows']} windows x "
+                                                   f"{metrics['seeds']} seeds, 95% bootstrap intervals")
 
 
 def _fan_chart(fd: ForecastData, samples: np.ndarray, path: Path, method: str) -> Path:
@@ -231,9 +266,10 @@ def forecast_run(checkpoint: Path, dataset: str | None, out: Path, samples: int 
     tic = time.time()
     paths = forecaster.sample([h[:, :-P] for h in series.test], series.start, samples or trained_on.samples, seed=seed)
     truth = np.stack([h[:, -P:].T for h in series.test])
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "samples.npz", samples=paths, truth=truth)
-    metrics = gluonts_metrics(list(series.test), paths, series.start, series.freq)
+    metrics = gluonts_metrics(list(series.test), paths, series.start, series.freq)  # fails before anything is written
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, samples=paths, truth=truth)
+    atomic.write_bytes(out / "samples.npz", buffer.getvalue())
     files = [out / "samples.npz", write_result(out / "metrics.json", metrics, wall_time_s=time.time() - tic,
                                                seeds=[seed], command=command, checkpoint=str(checkpoint),
                                                dataset=series.name)]

@@ -21,13 +21,12 @@ import torch
 
 from .. import atomic
 from ..config import ForecastConfig, RunConfig
-from .windows import (WindowSpec, seasonal_lags, training_starts, typical_step, unscale,
-                                     window_inputs)
 from ..data.sequences import Sequences
-from .series import MultivariateSeries, load_ett, load_gluonts, normalize, series_stats, time_features
 from ..pipeline import DiffusionForcingModel
 from ..train import train
 from .metrics import crps_sum
+from .series import MultivariateSeries, load_ett, load_gluonts, normalize, series_stats, time_features
+from .windows import WindowSpec, seasonal_lags, training_starts, typical_step, window_inputs
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,12 @@ def load_series(cfg: ForecastConfig) -> MultivariateSeries:
 
 @dataclass(frozen=True)
 class ForecastData:
-    """A dataset under the protocol. mean/std (N, 1) and step (N,) from ``train[:, :fit_length]``."""
+    """A dataset under the protocol. mean/std (N, 1) and step (N,) from ``train[:, :fit_length]``.
+
+    The training range is cut, in time order, into the fit range (trained on), ``val_windows``
+    validation windows (model selection) and ``backtest_windows`` held-out windows (scored
+    by the backtest); the dataset's own test windows follow the training range.
+    """
 
     series: MultivariateSeries
     spec: WindowSpec
@@ -63,6 +67,7 @@ class ForecastData:
     fit_length: int
     val_windows: int
     mirror: bool = False
+    backtest_windows: int = 0
 
     @property
     def n_series(self) -> int:
@@ -70,13 +75,21 @@ class ForecastData:
 
     def val_histories(self) -> list[np.ndarray]:
         """Raw (N, T_v) histories whose last P steps are validation targets, inside the training range."""
+        return self._histories_after(self.fit_length, self.val_windows)
+
+    def backtest_histories(self) -> list[np.ndarray]:
+        """Raw (N, T_b) histories whose last P steps are backtest targets: the windows after validation."""
+        return self._histories_after(self.fit_length + self.val_windows * self.spec.prediction_length,
+                                     self.backtest_windows)
+
+    def _histories_after(self, first: int, count: int) -> list[np.ndarray]:
         P = self.spec.prediction_length
-        return [self.series.train[:, : self.fit_length + (v + 1) * P] for v in range(self.val_windows)]
+        return [self.series.train[:, : first + (w + 1) * P] for w in range(count)]
 
     def protocol(self) -> dict[str, Any]:
         """What a checkpoint needs to forecast again: stored in its config.json."""
         return {"context_length": self.spec.context_length, "prediction_length": self.spec.prediction_length,
-                "lags": list(self.spec.lags), "level": self.spec.level, "freq": self.series.freq, "fit_length": self.fit_length,
+                "lags": list(self.spec.lags), "level": self.spec.level, "tokens": self.spec.tokens, "freq": self.series.freq, "fit_length": self.fit_length,
                 "series_mean": self.mean[:, 0].tolist(), "series_std": self.std[:, 0].tolist(),
                 "typical_step": self.step.tolist()}
 
@@ -87,17 +100,20 @@ def prepare(cfg: ForecastConfig) -> ForecastData:
 
 
 def protocol_for(series: MultivariateSeries, cfg: ForecastConfig) -> ForecastData:
-    """Context = prediction length unless set; validation windows off the training end; lags beyond the window."""
+    """Context = prediction length unless set; validation then backtest windows off the training end;
+    lags beyond the window."""
     P = series.prediction_length
     C = cfg.context_length or P
-    fit_length = series.train.shape[1] - cfg.val_windows * P
-    spec = WindowSpec(C, P, seasonal_lags(series.freq, C + P, cfg.max_lag), cfg.level_feature)
+    fit_length = series.train.shape[1] - (cfg.val_windows + cfg.backtest_windows) * P
+    spec = WindowSpec(C, P, seasonal_lags(series.freq, C + P, cfg.max_lag), cfg.level_feature, cfg.tokens)
     if fit_length < spec.history + P:
         raise ValueError(f"{series.name}: {series.train.shape[1]} training steps leave too little for "
-                         f"{cfg.val_windows} validation windows and lags up to {max(spec.lags, default=0)}")
+                         f"{cfg.val_windows} validation and {cfg.backtest_windows} backtest windows of {P} steps "
+                         f"and lags up to {max(spec.lags, default=0)}")
     mean, std = series_stats(series.train[:, :fit_length])
     step = typical_step(normalize(series.train[:, :fit_length], mean, std))
-    return ForecastData(series, spec, mean, std, step, fit_length, cfg.val_windows, cfg.mirror)
+    return ForecastData(series, spec, mean, std, step, fit_length, cfg.val_windows, cfg.mirror,
+                        cfg.backtest_windows)
 
 
 def time_feature_table(start: Any, freq: str, length: int) -> np.ndarray:
@@ -134,7 +150,8 @@ class Forecaster:
         p = model.extra.get("protocol")
         if p is None:
             raise ValueError("this checkpoint was not trained for forecasting (no 'protocol' in its config)")
-        spec = WindowSpec(p["context_length"], p["prediction_length"], tuple(p["lags"]), p.get("level", True))
+        spec = WindowSpec(p["context_length"], p["prediction_length"], tuple(p["lags"]), p.get("level", True),
+                          p.get("tokens", "levels"))
         return cls(model, spec, np.array(p["series_mean"]), np.array(p["series_std"]), np.array(p["typical_step"]),
                    p["freq"])
 
@@ -170,7 +187,7 @@ class Forecaster:
         out = self.model.rollout(self.prediction_length, context, cond=c,
                                  generator=torch.Generator(device).manual_seed(seed))
         paths = out.cpu().numpy().reshape(len(histories), num_samples, self.prediction_length, self.n_series)
-        h = unscale(paths, loc, scale)                                            # (W, S, P, N) normalized
+        h = self.spec.levels(paths, loc, scale)                                   # (W, S, P, N) normalized
         return (h * self.std[:, 0] + self.mean[:, 0]).astype(np.float32)
 
     def _inputs(self, histories: Sequence[np.ndarray], starts: list[Any]):

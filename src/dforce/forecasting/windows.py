@@ -5,13 +5,19 @@ so training windows and test windows can never be built differently. A window wi
 forecast start ``s`` covers steps ``[s - C, s + P)`` of a series normalized by
 train-split statistics (``series_stats``): ``C`` context steps, ``P`` predicted ones.
 
-* Tokens are scaled per window from the context only: ``(h - loc) / scale`` with
+* Tokens are scaled per window from the context only. Level tokens are ``(h - loc) / scale``,
+  increment tokens ``(h_t - h_{t-1}) / scale`` (``spec.tokens``), with
   ``loc`` the last context value and ``scale`` the mean absolute one-step change over
   the context (the role GluonTS's per-window scaler plays in TimeGrad/DeepAR), floored
   at a fraction of the series' typical step over the training range (a context that
   happens to be flat must not blow the window up). A random walk then has increments
   of order one, whatever its level or volatility. Tokens are clipped to
   ``TOKEN_CLIP`` (about the 99.9th percentile of |token| on Exchange).
+  Why increments: on a random-walk-like series one step is a small fraction of a level
+  token's spread across a window, so a model of levels must resolve the signal that
+  matters (the next move) as a small difference of large numbers; an increment token
+  *is* that move, of order one at every step. Levels are recovered by a cumulative sum
+  from ``loc`` (:meth:`WindowSpec.levels`).
 * Conditioning at step t (TimeGrad-style covariates): GluonTS time features of t;
   seasonal lags ``h[t - l] - loc`` for lags ``l >= C + P`` (so every lag of every token
   lies before the window: observed history at test time, never a generated value);
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+TOKEN_KINDS = ("levels", "increments")
 FLOOR_FRACTION = 0.5  # a window's scale is at least this fraction of the series' typical step
 TOKEN_CLIP = 40.0     # |tokens| beyond this are clipped: a rare jump (a currency devaluation) must not
                       # dominate the per-dimension statistics every other window is normalized by
@@ -36,14 +43,17 @@ TOKEN_CLIP = 40.0     # |tokens| beyond this are clipped: a rare jump (a currenc
 
 @dataclass(frozen=True)
 class WindowSpec:
-    """Window geometry and seasonal lags; ``lags`` must all be >= ``length``."""
+    """Window geometry, seasonal lags (all >= ``length``) and the token kind ("levels" or "increments")."""
 
     context_length: int
     prediction_length: int
     lags: tuple[int, ...] = ()
     level: bool = True
+    tokens: str = "levels"
 
     def __post_init__(self) -> None:
+        if self.tokens not in TOKEN_KINDS:
+            raise ValueError(f"tokens={self.tokens!r} is not one of {', '.join(TOKEN_KINDS)}")
         if self.context_length < 2 or self.prediction_length < 1:
             raise ValueError(f"need context_length >= 2 and prediction_length >= 1; got "
                              f"{self.context_length}, {self.prediction_length}")
@@ -57,8 +67,17 @@ class WindowSpec:
 
     @property
     def history(self) -> int:
-        """Steps needed before a forecast start: the context plus the longest lag."""
-        return self.context_length + max(self.lags, default=0)
+        """Steps needed before a forecast start: the context, the longest lag, and one more for increments."""
+        return self.context_length + max(self.lags, default=0) + int(self.tokens == "increments")
+
+    def levels(self, tokens: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Predicted tokens (M, ..., P, N) back to normalized levels; loc/scale (M, N).
+
+        Increments are summed along the step axis (-2) from the last context value.
+        """
+        if self.tokens == "increments":
+            tokens = np.cumsum(tokens, axis=-2)
+        return unscale(tokens, loc, scale)
 
     def cond_dim(self, n_series: int, n_time_features: int) -> int:
         return n_time_features + n_series * (len(self.lags) + 1 + int(self.level))
@@ -122,7 +141,8 @@ def window_inputs(h: np.ndarray, time_feats: np.ndarray, starts: np.ndarray, spe
     loc, scale = window_scale(h, starts, C, step)
     steps = starts[:, None] + np.arange(-C, P)                                     # (M, C + P)
     seen = steps if with_future else steps[:, :C]
-    tokens = np.clip((h[:, seen].transpose(1, 2, 0) - loc[:, None]) / scale[:, None], -TOKEN_CLIP, TOKEN_CLIP)
+    base = h[:, seen - 1] if spec.tokens == "increments" else loc.T[:, :, None]   # what each token is relative to
+    tokens = np.clip((h[:, seen] - base).transpose(1, 2, 0) / scale[:, None], -TOKEN_CLIP, TOKEN_CLIP)
     lagged = [h[:, steps - lag].transpose(1, 2, 0) - loc[:, None] for lag in spec.lags]   # each (M, L, N)
     static = np.concatenate([loc, np.log(scale)] if spec.level else [np.log(scale)], axis=1)
     static = static[:, None].repeat(C + P, axis=1)

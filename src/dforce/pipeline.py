@@ -27,6 +27,17 @@ FORMAT = "dforce-model"
 FORMAT_VERSION = 1
 
 
+def token_and_element_masks(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """A training mask as (token mask (B, T) or None, observed entries (B, T, *D) or None).
+
+    A (B, T) mask marks real tokens; a (B, T, *D) mask marks observed entries (time series
+    with missing values), and a token with no observed entry counts as padding.
+    """
+    if mask is None or mask.ndim == 2:
+        return mask, None
+    return mask.flatten(2).any(-1), mask
+
+
 def build_backbone(cfg: ModelConfig, token_shape: tuple[int, ...], cond_dim: int, levels: int) -> nn.Module:
     """The backbone named by ``cfg.backbone`` for tokens of ``token_shape``."""
     vector = len(token_shape) == 1
@@ -67,6 +78,7 @@ class DiffusionForcingModel(nn.Module):
                               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Training levels (B, T) and noise (B, T, *D) for a batch, on the generator's device."""
         B, T = x0.shape[:2]
+        mask, _ = token_and_element_masks(mask)
         k = training_levels(B, T, self.schedule.levels, self.diffusion_cfg.forcing, mask, generator,  # type: ignore[arg-type]
                             clean_prob=self.diffusion_cfg.clean_prob, tf_position=self.diffusion_cfg.tf_position)
         noise = torch.randn(x0.shape, generator=generator)
@@ -74,12 +86,16 @@ class DiffusionForcingModel(nn.Module):
 
     def forward(self, x0: Tensor, k: Tensor, noise: Tensor, mask: Tensor | None = None,
                 cond: Tensor | None = None) -> Tensor:
-        """The Diffusion Forcing loss (scalar) of raw tokens x0 (B, T, *D) at levels k (B, T)."""
+        """The Diffusion Forcing loss (scalar) of raw tokens x0 (B, T, *D) at levels k (B, T).
+
+        mask: (B, T) real tokens, or (B, T, *D) observed entries (see :func:`token_and_element_masks`).
+        """
         d = self.diffusion_cfg
+        mask, observed = token_and_element_masks(mask)
         return diffusion_forcing_loss(
             self.backbone, self.schedule, self.normalizer.normalize(x0), k, noise,
             target=d.target, weighting=d.weighting, snr_gamma=d.snr_gamma,  # type: ignore[arg-type]
-            fused_decay=d.fused_decay, mask=mask, cond=cond,
+            fused_decay=d.fused_decay, mask=mask, cond=cond, observed=observed,
         )
 
     # ---- sampling -------------------------------------------------------------------------

@@ -44,7 +44,8 @@ def suffixes(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
 
 @dataclass(frozen=True)
 class Sequences(torch.utils.data.Dataset):
-    """x: (N, T, *D) tokens; cond: (N, T, C) or None; mask: (N, T) bool (True = real) or None."""
+    """x: (N, T, *D) tokens; cond: (N, T, C) or None; mask: (N, T) bool (True = real token), or
+    (N, T, *D) bool (True = observed entry, for series with missing values), or None."""
 
     x: Tensor
     cond: Tensor | None = None
@@ -56,6 +57,8 @@ class Sequences(torch.utils.data.Dataset):
         for name, extra in (("cond", self.cond), ("mask", self.mask)):
             if extra is not None and extra.shape[:2] != self.x.shape[:2]:
                 raise ValueError(f"{name} must start with (N, T) = {tuple(self.x.shape[:2])}, got {tuple(extra.shape)}")
+        if self.mask is not None and self.mask.ndim > 2 and self.mask.shape != self.x.shape:
+            raise ValueError(f"an entry mask must match the tokens {tuple(self.x.shape)}, got {tuple(self.mask.shape)}")
 
     def __len__(self) -> int:
         return len(self.x)

@@ -106,17 +106,26 @@ def diffusion_forcing_loss(
     fused_decay: float = 0.9,
     mask: Tensor | None = None,
     cond: Tensor | None = None,
+    observed: Tensor | None = None,
 ) -> Tensor:
     """Weighted denoising loss over every noisy, real token (scalar).
 
     model(x_k, k, cond) -> raw prediction (B, T, *D); x0, noise: (B, T, *D); k: (B, T)
     int64; mask: (B, T) bool or None. Tokens at level 0 (a teacher-forced clean past)
-    carry no denoising signal and are left out, as is padding.
+    carry no denoising signal and are left out, as is padding. ``observed`` (B, T, *D)
+    bool: only observed entries of a token count (a missing value is never a target);
+    x0 must hold finite placeholders there.
     """
     x_k = noised_inputs(schedule, x0, k, noise, mask)
     pred = model(x_k, k, cond)
     a, s = schedule.coefficients(k, x0)
-    err = (pred - prediction_from(x0, noise, a, s, target)).pow(2).flatten(2).mean(-1)   # (B, T)
+    sq = (pred - prediction_from(x0, noise, a, s, target)).pow(2)
+    if observed is None:
+        err = sq.flatten(2).mean(-1)                                                     # (B, T)
+    else:
+        seen = observed.to(sq.dtype).flatten(2)
+        err = (sq.flatten(2) * seen).sum(-1) / seen.sum(-1).clamp(min=1)
+        mask = observed.flatten(2).any(-1) if mask is None else mask & observed.flatten(2).any(-1)
     snr = schedule.snr(k).to(err.dtype)
     weight = loss_weight(snr, target, weighting, snr_gamma, fused_decay)
     use = k > 0 if mask is None else mask & (k > 0)

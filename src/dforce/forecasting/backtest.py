@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .metrics import QUANTILES, quietly
+from .metrics import QUANTILES, period_index, quietly
 
 BOOTSTRAP_SEED = 2024
 REPLICATES = 10_000
@@ -55,7 +55,7 @@ def window_scores(histories: Sequence[np.ndarray], samples: np.ndarray, start: A
     targets, forecasts = [], []
     with quietly():
         for hist, paths in zip(histories, samples):
-            index = pd.period_range(start=pd.Period(start, freq=freq), periods=P, freq=freq) + (hist.shape[1] - P)
+            index = period_index(start, freq, hist.shape[1])[-P:]
             targets.append(pd.DataFrame(hist[:, -P:].sum(axis=0), index=index))
             forecasts.append(SampleForecast(samples=paths.sum(axis=-1), start_date=index[0]))
         _, items = Evaluator(quantiles=QUANTILES, num_workers=None)(iter(targets), iter(forecasts),

@@ -17,7 +17,14 @@ from typing import Sequence
 
 import numpy as np
 
-SEASONS = {"B": 5, "D": 7, "h": 24, "H": 24}  # seasonal-naive period per pandas frequency
+from .windows import fill_missing
+
+SEASONS = {"B": 5, "D": 7, "h": 24, "H": 24, "W": 52, "MS": 12, "ME": 12, "M": 12, "QS": 4, "QE": 4, "Q": 4}
+
+
+def season(freq: str) -> int:
+    """Seasonal-naive period of a pandas frequency ("W-MON" counts as "W"; 1 when unknown)."""
+    return SEASONS.get(freq.split("-")[0], 1)
 
 
 def random_walk(histories: Sequence[np.ndarray], prediction_length: int, lookback: int, num_samples: int,
@@ -25,7 +32,7 @@ def random_walk(histories: Sequence[np.ndarray], prediction_length: int, lookbac
     """Gaussian random walk from the last value; per-series step std from the last ``lookback`` changes."""
     rng = np.random.default_rng(seed)
     out = []
-    for hist in histories:
+    for hist in map(fill_missing, histories):
         sigma = np.diff(hist[:, -(lookback + 1):], axis=1).std(axis=1)             # (N,)
         steps = rng.normal(size=(num_samples, prediction_length, hist.shape[0])) * sigma
         out.append(hist[:, -1] + steps.cumsum(axis=1))
@@ -46,7 +53,7 @@ def random_walk_correlated(histories: Sequence[np.ndarray], prediction_length: i
     """Gaussian random walk from the last value with step vectors ~ N(0, covariance of recent changes)."""
     rng = np.random.default_rng(seed)
     out = []
-    for hist in histories:
+    for hist in map(fill_missing, histories):
         cov = np.atleast_2d(np.cov(_recent_steps(hist, lookback), rowvar=False, bias=False))
         steps = rng.multivariate_normal(np.zeros(len(cov)), cov, size=(num_samples, prediction_length),
                                         method="eigh")
@@ -59,7 +66,7 @@ def random_walk_bootstrap(histories: Sequence[np.ndarray], prediction_length: in
     """Random walk from the last value whose step vectors are recent ones drawn with replacement."""
     rng = np.random.default_rng(seed)
     out = []
-    for hist in histories:
+    for hist in map(fill_missing, histories):
         recent = _recent_steps(hist, lookback)                                      # (L, N)
         steps = recent[rng.integers(len(recent), size=(num_samples, prediction_length))]
         out.append(hist[:, -1] + steps.cumsum(axis=1))
@@ -68,16 +75,16 @@ def random_walk_bootstrap(histories: Sequence[np.ndarray], prediction_length: in
 
 def last_value(histories: Sequence[np.ndarray], prediction_length: int) -> np.ndarray:
     """Point forecast: the last observed value repeated (one sample path)."""
-    return np.stack([np.repeat(hist[:, -1][None, None], prediction_length, axis=1) for hist in histories]
+    return np.stack([np.repeat(hist[:, -1][None, None], prediction_length, axis=1) for hist in map(fill_missing, histories)]
                     ).astype(np.float32)
 
 
 def seasonal_naive(histories: Sequence[np.ndarray], prediction_length: int, freq: str) -> np.ndarray:
     """Point forecast y[t - season] (one sample path), the season taken from the frequency."""
-    season = SEASONS.get(freq, 1)
+    period = season(freq)
     out = []
-    for hist in histories:
-        last = hist[:, -season:]
-        reps = -(-prediction_length // season)
+    for hist in map(fill_missing, histories):
+        last = hist[:, -period:]
+        reps = -(-prediction_length // period)
         out.append(np.tile(last, reps)[:, :prediction_length].T[None])              # (1, P, N)
     return np.stack(out).astype(np.float32)

@@ -36,7 +36,9 @@ from .methods import DETERMINISTIC, METHODS, TRAINED, Methods, method_overrides,
 from .metrics import gluonts_metrics
 from .model import ForecastData, Forecaster, prepare
 
-CONFIGS = {"exchange_rate_nips": "configs/exchange.yaml", "etth1": "configs/etth1.yaml", "etth2": "configs/etth2.yaml"}
+CONFIGS = {"exchange_rate_nips": "configs/exchange.yaml", "etth1": "configs/etth1.yaml", "etth2": "configs/etth2.yaml",
+           "vic_elec_daily": "configs/vic_elec_daily.yaml", "us_gasoline": "configs/us_gasoline.yaml",
+           "us_employment": "configs/us_employment.yaml"}
 DEFAULT_OUT = Path("outputs/forecasting")
 RECORD_DIR = Path("results/forecasting")
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..config import RunConfig, load_config
 from .series import MultivariateSeries, as_timestamp
+from .metrics import period_index
 from .model import Forecaster, protocol_for, train_forecaster
 
 
@@ -70,7 +71,7 @@ def _classes() -> tuple[type, type]:
             samples = self.forecaster.sample(histories, starts, num_samples or self.num_samples, seed=self.seed)
             freq = self.forecaster.freq
             for entry, hist, paths in zip(entries, histories, samples):
-                first = pd.Period(entry["start"], freq=freq) + hist.shape[1]
+                first = period_index(entry["start"], freq, hist.shape[1] + 1)[-1]
                 yield SampleForecast(samples=paths if hist.shape[0] > 1 else paths[..., 0], start_date=first,
                                      item_id=entry.get("item_id"))
 

@@ -44,10 +44,12 @@ def crps_sum(truth: np.ndarray, samples: np.ndarray, quantiles: Sequence[float] 
     if samples.ndim != 4 or truth.shape != (samples.shape[0], *samples.shape[2:]):
         raise ValueError(f"need samples (W, S, P, N) and truth (W, P, N); got {samples.shape} and {truth.shape}")
     y = truth.sum(axis=-1)                                                    # (W, P)
+    seen = np.isfinite(y)                  # a step with a missing value is not scored, as in GluonTS
+    y = np.where(seen, y, 0.0)
     paths = samples.sum(axis=-1)                                              # (W, S, P)
     pred = np.quantile(paths, np.asarray(quantiles), axis=1, method="nearest")   # (Q, W, P)
     q = np.asarray(quantiles)[:, None, None]
-    loss = 2 * np.abs((y - pred) * ((y <= pred) - q)).sum(axis=(1, 2))       # (Q,)
+    loss = 2 * (np.abs((y - pred) * ((y <= pred) - q)) * seen).sum(axis=(1, 2))   # (Q,)
     return float((loss / np.abs(y).sum()).mean())
 
 
@@ -57,22 +59,54 @@ def gluonts_metrics(histories: Sequence[np.ndarray], samples: np.ndarray, start:
     histories: W arrays (N, T_w) holding each window's truth in its last P steps;
     samples: (W, S, P, N); start: timestamp of step 0 of every history; freq: pandas freq.
     Returns the metrics of ``REPORTED`` under our names (crps_sum, crps, nd_sum, nrmse_sum).
+    A single series (N = 1) goes to GluonTS's univariate ``Evaluator``, where the sum is the
+    series itself (GluonTS's multivariate evaluator refuses one dimension).
     """
     import pandas as pd
-    from gluonts.evaluation import MultivariateEvaluator
+    from gluonts.evaluation import Evaluator, MultivariateEvaluator
     from gluonts.model.forecast import SampleForecast
 
     if len(histories) != samples.shape[0]:
         raise ValueError(f"{len(histories)} histories but samples for {samples.shape[0]} windows")
-    P = samples.shape[2]
+    P, N = samples.shape[2], samples.shape[3]
     targets, forecasts = [], []
     for hist, paths in zip(histories, samples):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # pandas deprecates business-day periods
-            index = pd.period_range(start=pd.Period(start, freq=freq), periods=hist.shape[1], freq=freq)
+        index = period_index(start, freq, hist.shape[1])
         targets.append(pd.DataFrame(hist.T, index=index))
-        forecasts.append(SampleForecast(samples=paths, start_date=index[-P]))
-    evaluator = MultivariateEvaluator(quantiles=QUANTILES, target_agg_funcs={"sum": np.sum}, num_workers=None)
+        forecasts.append(SampleForecast(samples=paths if N > 1 else paths[..., 0], start_date=index[-P]))
     with quietly():  # a progress bar per dimension, pandas deprecation warnings
-        agg, _ = evaluator(iter(targets), iter(forecasts), num_series=len(forecasts))
-    return {ours: float(agg[theirs]) for theirs, ours in REPORTED.items()}
+        if N > 1:
+            evaluator = MultivariateEvaluator(quantiles=QUANTILES, target_agg_funcs={"sum": np.sum}, num_workers=None)
+            agg, _ = evaluator(iter(targets), iter(forecasts), num_series=len(forecasts))
+            return {ours: float(agg[theirs]) for theirs, ours in REPORTED.items()}
+        agg, _ = Evaluator(quantiles=QUANTILES, num_workers=None)(iter(targets), iter(forecasts),
+                                                                   num_series=len(forecasts))
+    return {ours: float(agg[theirs.removeprefix("m_sum_")]) for theirs, ours in REPORTED.items()}
+
+
+PERIOD_CODES = {"MS": "M", "ME": "M", "QS": "Q", "QE": "Q", "YS": "Y", "YE": "Y", "AS": "Y"}
+
+
+def period_freq(freq: str) -> str:
+    """The pandas *period* frequency of a timestamp frequency: "MS" (month starts) is the period "M"."""
+    import pandas as pd
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            pd.Period("2000-01-03", freq=freq)
+        return freq
+    except ValueError:
+        return PERIOD_CODES.get(freq.split("-")[0], freq)
+
+
+def period_index(start: Any, freq: str, length: int):
+    """GluonTS-style PeriodIndex of ``length`` steps from ``start`` (a timestamp or period)."""
+    import pandas as pd
+
+    from .series import as_timestamp
+
+    pf = period_freq(freq)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # pandas deprecates business-day periods
+        return pd.period_range(start=pd.Period(as_timestamp(start), freq=pf), periods=length, freq=pf)

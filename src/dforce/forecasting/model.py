@@ -25,8 +25,9 @@ from ..data.sequences import Sequences
 from ..pipeline import DiffusionForcingModel
 from ..train import train
 from .metrics import crps_sum
-from .series import MultivariateSeries, load_ett, load_gluonts, normalize, series_stats, time_features
-from .windows import WindowSpec, seasonal_lags, training_starts, typical_step, window_inputs
+from .catalog import is_catalogued, load_catalogued
+from .series import MultivariateSeries, load_gluonts, load_table, normalize, series_stats, time_features
+from .windows import WindowSpec, seasonal_lags, training_starts, typical_step, window_inputs, window_observed
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +35,21 @@ VALIDATION_SEED = 12_345  # the same noise at every validation, so checkpoints a
 
 
 def load_series(cfg: ForecastConfig) -> MultivariateSeries:
-    """The dataset of ``forecast.dataset``: an ETT-style CSV, or anything ``load_gluonts`` takes."""
+    """The dataset of ``forecast.dataset``: a ``tsdata:`` name (:mod:`.catalog`), a CSV (:func:`load_table`:
+    time in the first column, one column per series), or anything ``load_gluonts`` takes."""
     if cfg.dataset is None:
-        raise ValueError("forecast.dataset is not set (a GluonTS name, archive, directory or CSV)")
-    if cfg.dataset.endswith(".csv"):
-        if not Path(cfg.dataset).is_file():
-            raise FileNotFoundError(f"no CSV file at {cfg.dataset!r}")
+        raise ValueError("forecast.dataset is not set (a GluonTS name, archive, directory, CSV or tsdata: name)")
+    if is_catalogued(cfg.dataset):
+        series = load_catalogued(cfg.dataset)
+    elif cfg.dataset.endswith(".csv"):
         if cfg.prediction_length is None:
             raise ValueError("a CSV dataset needs forecast.prediction_length")
-        return load_ett(cfg.dataset, cfg.prediction_length, cfg.test_windows)
-    series = load_gluonts(cfg.dataset)
+        return load_table(cfg.dataset, cfg.prediction_length, cfg.test_windows)
+    else:
+        series = load_gluonts(cfg.dataset)
     if cfg.prediction_length not in (None, series.prediction_length):
         raise ValueError(f"forecast.prediction_length={cfg.prediction_length} differs from the dataset's test "
-                         f"windows ({series.prediction_length}); leave it unset for GluonTS datasets")
+                         f"windows ({series.prediction_length}); leave it unset for this dataset")
     return series
 
 
@@ -89,7 +92,8 @@ class ForecastData:
     def protocol(self) -> dict[str, Any]:
         """What a checkpoint needs to forecast again: stored in its config.json."""
         return {"context_length": self.spec.context_length, "prediction_length": self.spec.prediction_length,
-                "lags": list(self.spec.lags), "level": self.spec.level, "tokens": self.spec.tokens, "freq": self.series.freq, "fit_length": self.fit_length,
+                "lags": list(self.spec.lags), "level": self.spec.level, "tokens": self.spec.tokens,
+                "missing": self.spec.missing, "freq": self.series.freq, "fit_length": self.fit_length,
                 "series_mean": self.mean[:, 0].tolist(), "series_std": self.std[:, 0].tolist(),
                 "typical_step": self.step.tolist()}
 
@@ -105,7 +109,8 @@ def protocol_for(series: MultivariateSeries, cfg: ForecastConfig) -> ForecastDat
     P = series.prediction_length
     C = cfg.context_length or P
     fit_length = series.train.shape[1] - (cfg.val_windows + cfg.backtest_windows) * P
-    spec = WindowSpec(C, P, seasonal_lags(series.freq, C + P, cfg.max_lag), cfg.level_feature, cfg.tokens)
+    spec = WindowSpec(C, P, seasonal_lags(series.freq, C + P, cfg.max_lag), cfg.level_feature, cfg.tokens,
+                      missing=bool(np.isnan(series.train).any()))
     if fit_length < spec.history + P:
         raise ValueError(f"{series.name}: {series.train.shape[1]} training steps leave too little for "
                          f"{cfg.val_windows} validation and {cfg.backtest_windows} backtest windows of {P} steps "
@@ -130,10 +135,13 @@ def training_sequences(fd: ForecastData) -> Sequences:
     h = normalize(fd.series.train[:, : fd.fit_length], fd.mean, fd.std)
     table = time_feature_table(fd.series.start, fd.series.freq, fd.fit_length)
     starts = training_starts(fd.fit_length, fd.spec)
-    parts = [window_inputs(sign * h, table, starts, fd.spec, fd.step, with_future=True)[:2]
-             for sign in ((1, -1) if fd.mirror else (1,))]
+    signs = (1, -1) if fd.mirror else (1,)
+    parts = [window_inputs(sign * h, table, starts, fd.spec, fd.step, with_future=True)[:2] for sign in signs]
     tokens, cond = (np.concatenate(arrays) for arrays in zip(*parts))
-    return Sequences(torch.from_numpy(tokens), torch.from_numpy(cond))
+    observed = None
+    if fd.spec.missing:   # missing entries are never targets; a token with none observed is padding
+        observed = torch.from_numpy(np.concatenate([window_observed(h, starts, fd.spec)] * len(signs)))
+    return Sequences(torch.from_numpy(tokens), torch.from_numpy(cond), observed)
 
 
 class Forecaster:
@@ -151,7 +159,7 @@ class Forecaster:
         if p is None:
             raise ValueError("this checkpoint was not trained for forecasting (no 'protocol' in its config)")
         spec = WindowSpec(p["context_length"], p["prediction_length"], tuple(p["lags"]), p.get("level", True),
-                          p.get("tokens", "levels"))
+                          p.get("tokens", "levels"), p.get("missing", False))
         return cls(model, spec, np.array(p["series_mean"]), np.array(p["series_std"]), np.array(p["typical_step"]),
                    p["freq"])
 

@@ -233,33 +233,144 @@ def _stack(targets: list, what: str) -> np.ndarray:
 
 
 def load_ett(path: str | Path, prediction_length: int = 24, test_windows: int = 7) -> MultivariateSeries:
-    """ETDataset hourly CSV (ETTh1/ETTh2: ``date`` + 7 columns) under the rolling protocol.
+    """ETDataset hourly CSV (ETTh1/ETTh2: ``date`` + 7 columns) under the rolling protocol of :func:`load_table`.
 
-    Protocol (our choice, mirroring the GluonTS ``*_nips`` rolling evaluation, not the
-    12/4/4-month split of the Informer papers): with T rows, the last
-    ``test_windows * prediction_length`` hours are the test range. Window w (0-based)
-    ends at ``T - (test_windows - 1 - w) * prediction_length`` and forecasts its last
-    ``prediction_length`` hours; ``test[w]`` is the whole history up to that end.
-    ``train`` is everything before the first window's forecast start,
-    ``T - test_windows * prediction_length``, so no test target is ever trained on.
-    Series are all columns but ``date``, in file order; freq "h".
+    (Our choice, mirroring the GluonTS ``*_nips`` rolling evaluation, not the 12/4/4-month
+    split of the Informer papers.) Series are all columns but ``date``, in file order.
+    """
+    return load_table(path, prediction_length, test_windows, time="date", freq="h")
+
+
+def load_table(source: Any, prediction_length: int, test_windows: int, *, time: str | None = None,
+               value: str | None = None, item: str | None = None, freq: str | None = None,
+               time_format: str | None = None, aggregate: str | None = None, name: str | None = None
+               ) -> MultivariateSeries:
+    """A CSV file or pandas DataFrame as a ``MultivariateSeries`` under the rolling protocol.
+
+    Two layouts:
+
+    * wide: a time column (``time``, default the first column) and one numeric column
+      per series (``value`` picks a single one);
+    * long: ``time``, ``item`` (series id) and ``value`` columns, one row per observation.
+
+    Timestamps are parsed with ``pd.to_datetime`` (``time_format`` if given). ``freq`` (any
+    pandas frequency) is inferred when not given. Steps missing from the frequency grid
+    and empty cells become NaN (missing values). Rows sharing a timestamp (and item) are
+    combined with ``aggregate`` ("sum", "mean", ...; without it they are an error).
+
+    Protocol: with T steps, the last ``test_windows * prediction_length`` are the test range;
+    window w ends at ``T - (test_windows - 1 - w) * prediction_length`` and forecasts its
+    last ``prediction_length`` steps, ``test[w]`` being the whole history up to that end;
+    ``train`` is everything before the first window's forecast start.
     """
     import pandas as pd
 
+    label = name or (Path(source).name if isinstance(source, (str, Path)) else "DataFrame")
     if prediction_length < 1 or test_windows < 1:
-        raise ValueError(f"need prediction_length>=1 and test_windows>=1; got {prediction_length}, {test_windows}")
-    df = pd.read_csv(path, parse_dates=["date"])
-    dates = pd.DatetimeIndex(df.pop("date"))
-    if len(dates) > 1 and not (np.diff(dates.asi8) == pd.Timedelta(hours=1).value).all():
-        raise ValueError(f"{str(path)!r}: dates must be hourly without gaps")
-    target = df.to_numpy(dtype=np.float32).T                                      # (N, T)
+        raise ValueError(f"{label}: need prediction_length >= 1 and test_windows >= 1; got {prediction_length}, "
+                         f"{test_windows}")
+    frame = _read_frame(source, label)
+    wide = _wide(frame, label, time or str(frame.columns[0]), value, item, time_format, aggregate)
+    wide = _on_grid(wide, label, freq)
+    target = wide.to_numpy(dtype=np.float32).T                                    # (N, T)
     t_total = target.shape[1]
     cut = t_total - test_windows * prediction_length
-    if cut < 1:
-        raise ValueError(f"{t_total} rows leave no training range for {test_windows} windows of {prediction_length}")
+    if cut < 2:
+        raise ValueError(f"{label}: {t_total} steps leave no training range for {test_windows} test windows of "
+                         f"{prediction_length}")
     ends = [t_total - (test_windows - 1 - w) * prediction_length for w in range(test_windows)]
     test = tuple(target[:, :e].copy() for e in ends)
-    return MultivariateSeries(Path(path).stem, target[:, :cut].copy(), test, "h", dates[0], prediction_length)
+    stem = label.removesuffix(".gz").removesuffix(".csv")
+    return MultivariateSeries(stem, target[:, :cut].copy(), test, wide.index.freqstr, wide.index[0],
+                              prediction_length)
+
+
+def _read_frame(source: Any, label: str):
+    import pandas as pd
+
+    if isinstance(source, pd.DataFrame):
+        return source.copy()
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no CSV file at {str(path)!r}")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{label}: not a readable CSV ({str(e).splitlines()[0]})") from None
+    if frame.shape[1] < 2:
+        raise ValueError(f"{label}: need a time column and at least one value column, got columns {list(frame.columns)}")
+    return frame
+
+
+def _wide(frame: Any, label: str, time: str, value: str | None, item: str | None, time_format: str | None,
+          aggregate: str | None):
+    """(T, N) DataFrame indexed by parsed timestamps, one numeric column per series."""
+    import pandas as pd
+
+    needed = [c for c in (time, value, item) if c is not None]
+    absent = [c for c in needed if c not in frame.columns]
+    if absent:
+        raise ValueError(f"{label}: no column {absent[0]!r}; columns are {list(frame.columns)}")
+    if item is not None and value is None:
+        raise ValueError(f"{label}: a long table (item={item!r}) needs value= naming the value column")
+    try:
+        stamps = pd.to_datetime(frame[time], format=time_format)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{label}: column {time!r} does not hold timestamps ({str(e).splitlines()[0]})") from None
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_localize(None)
+    frame = frame.assign(**{time: stamps})
+    if item is not None:
+        keys = [time, item]
+        columns = [value]
+    else:
+        keys = [time]
+        columns = [value] if value is not None else [c for c in frame.columns if c != time]
+    bad = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if bad:
+        raise ValueError(f"{label}: column {bad[0]!r} is not numeric")
+    if frame.duplicated(keys).any():
+        if aggregate is None:
+            raise ValueError(f"{label}: {int(frame.duplicated(keys).sum())} rows repeat a timestamp; give aggregate= "
+                             "to combine them")
+        frame = frame.groupby(keys, as_index=False)[columns].agg(aggregate)
+    if item is not None:
+        return frame.pivot(index=time, columns=item, values=value).sort_index()
+    return frame.set_index(time)[columns].sort_index()
+
+
+def _infer_freq(index: Any) -> str | None:
+    """pandas' inferred frequency of ``index``, or of its first stretch of 5 regular steps when it has gaps
+    (the whole index must then lie on that grid, which the caller checks)."""
+    import pandas as pd
+
+    if len(index) < 3:
+        return None
+    freq = pd.infer_freq(index)
+    for i in range(min(len(index) - 4, 50)):
+        if freq is not None:
+            break
+        freq = pd.infer_freq(index[i:i + 5])
+    return freq
+
+
+def _on_grid(wide: Any, label: str, freq: str | None):
+    """``wide`` reindexed onto its frequency's full grid (absent steps NaN); the index gets the freq."""
+    import pandas as pd
+
+    index = pd.DatetimeIndex(wide.index)
+    if freq is None:
+        freq = _infer_freq(index)
+        if freq is None:
+            raise ValueError(f"{label}: cannot infer the frequency (irregular steps); give freq=")
+    try:
+        grid = pd.date_range(index[0], index[-1], freq=freq)
+    except ValueError as e:
+        raise ValueError(f"{label}: freq={freq!r} is not a pandas frequency ({str(e).splitlines()[0]})") from None
+    off = index.difference(grid)
+    if len(off):
+        raise ValueError(f"{label}: {len(off)} timestamps are not on the {freq!r} grid, e.g. {off[0]}")
+    return wide.reindex(grid)
 
 
 # ------------------------------------------------------------------------- normalization

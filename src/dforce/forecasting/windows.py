@@ -50,6 +50,7 @@ class WindowSpec:
     lags: tuple[int, ...] = ()
     level: bool = True
     tokens: str = "levels"
+    missing: bool = False         # the data has missing values: condition on which context entries were observed
 
     def __post_init__(self) -> None:
         if self.tokens not in TOKEN_KINDS:
@@ -80,7 +81,7 @@ class WindowSpec:
         return unscale(tokens, loc, scale)
 
     def cond_dim(self, n_series: int, n_time_features: int) -> int:
-        return n_time_features + n_series * (len(self.lags) + 1 + int(self.level))
+        return n_time_features + n_series * (len(self.lags) + 1 + int(self.level) + int(self.missing))
 
 
 def seasonal_lags(freq: str, window_length: int, max_lag: int) -> tuple[int, ...]:
@@ -138,16 +139,53 @@ def window_inputs(h: np.ndarray, time_feats: np.ndarray, starts: np.ndarray, spe
                          f"got a start at {int(starts.min())}")
     if starts.max() + P > len(time_feats) or (with_future and starts.max() + P > h.shape[1]):
         raise ValueError(f"a window ending at {int(starts.max()) + P} runs past the series or its time features")
+    observed = np.isfinite(h)
+    h = fill_missing(h)
     loc, scale = window_scale(h, starts, C, step)
     steps = starts[:, None] + np.arange(-C, P)                                     # (M, C + P)
     seen = steps if with_future else steps[:, :C]
     base = h[:, seen - 1] if spec.tokens == "increments" else loc.T[:, :, None]   # what each token is relative to
     tokens = np.clip((h[:, seen] - base).transpose(1, 2, 0) / scale[:, None], -TOKEN_CLIP, TOKEN_CLIP)
+    tokens = np.where(observed[:, seen].transpose(1, 2, 0), tokens, 0.0)           # a missing entry: no move
     lagged = [h[:, steps - lag].transpose(1, 2, 0) - loc[:, None] for lag in spec.lags]   # each (M, L, N)
     static = np.concatenate([loc, np.log(scale)] if spec.level else [np.log(scale)], axis=1)
     static = static[:, None].repeat(C + P, axis=1)
-    cond = np.concatenate([time_feats[steps], *lagged, static], axis=2)
+    flags = [context_observed(observed, steps, C)] if spec.missing else []
+    cond = np.concatenate([time_feats[steps], *lagged, static, *flags], axis=2)
     return tokens.astype(np.float32), cond.astype(np.float32), loc, scale
+
+
+def context_observed(observed: np.ndarray, steps: np.ndarray, context_length: int) -> np.ndarray:
+    """(M, C + P, N) float: 1 where a context entry was observed; 1 at every predicted step.
+
+    Predicted steps are always flagged observed, in training as at test time, so the flag
+    never tells the model which targets are missing.
+    """
+    flags = np.ones((*steps.shape, observed.shape[0]), np.float32)
+    flags[:, :context_length] = observed[:, steps[:, :context_length]].transpose(1, 2, 0)
+    return flags
+
+
+def window_observed(h: np.ndarray, starts: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """(M, C + P, N) bool: which entries of each training window were observed (the loss mask)."""
+    steps = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(-spec.context_length, spec.prediction_length)
+    return np.isfinite(h[:, steps]).transpose(1, 2, 0)
+
+
+def fill_missing(h: np.ndarray) -> np.ndarray:
+    """h (N, T) with each NaN replaced by the last observed value before it (the first after it for a
+    leading gap; 0 for a series never observed). Finite arrays are returned as they are."""
+    missing = ~np.isfinite(h)
+    if not missing.any():
+        return h
+    T = h.shape[1]
+    last = np.where(~missing, np.arange(T), -1)
+    np.maximum.accumulate(last, axis=1, out=last)
+    first = np.where(~missing, np.arange(T), T)
+    first = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
+    source = np.where(last >= 0, last, np.minimum(first, T - 1))
+    filled = np.take_along_axis(h, source, axis=1)
+    return np.where(np.isfinite(filled), filled, 0.0).astype(h.dtype)
 
 
 def unscale(tokens: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:

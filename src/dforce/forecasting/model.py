@@ -42,6 +42,8 @@ def load_series(cfg: ForecastConfig) -> MultivariateSeries:
     if is_catalogued(cfg.dataset):
         series = load_catalogued(cfg.dataset)
     elif cfg.dataset.endswith(".csv"):
+        if not Path(cfg.dataset).is_file():
+            raise FileNotFoundError(f"no CSV file at {cfg.dataset!r}")
         if cfg.prediction_length is None:
             raise ValueError("a CSV dataset needs forecast.prediction_length")
         return load_table(cfg.dataset, cfg.prediction_length, cfg.test_windows)

@@ -193,34 +193,6 @@ def test_training_sequences_match_the_protocol(tiny_exchange):
     assert torch.isfinite(data.x).all() and torch.isfinite(data.cond).all()
 
 
-def test_gluonts_estimator_and_predictor_in_a_gluonts_pipeline(tmp_path):
-    """Train through the Estimator on grouped data, then make_evaluation_predictions + MultivariateEvaluator."""
-    needs(EXCHANGE)
-    from gluonts.dataset.multivariate_grouper import MultivariateGrouper
-    from gluonts.evaluation import MultivariateEvaluator, make_evaluation_predictions
-
-    from dforce.forecasting.series import load_gluonts
-    from dforce.forecasting.gluonts_api import DiffusionForcingEstimator
-
-    ms = load_gluonts(EXCHANGE, cache_dir=tmp_path / "cache")
-    train = [{"start": pd.Period(ms.start, freq="B"), "target": ms.train}]
-    test = [{"start": pd.Period(ms.start, freq="B"), "target": h} for h in ms.test]
-    cfg = load_config("configs/exchange.yaml", TINY + ["train.eval_every=0"])
-    predictor = DiffusionForcingEstimator("B", 30, cfg, run_dir=tmp_path / "run", num_samples=5).train(train)
-    forecasts, series = make_evaluation_predictions(test, predictor, num_samples=5)
-    forecasts, series = list(forecasts), list(series)
-    assert len(forecasts) == 5
-    for f, ts, hist in zip(forecasts, series, ms.test):
-        assert f.samples.shape == (5, 30, 8)
-        assert f.start_date == pd.Period(ms.start, freq="B") + hist.shape[1] - 30
-    agg, _ = MultivariateEvaluator(target_agg_funcs={"sum": np.sum})(iter(series), iter(forecasts))
-    assert np.isfinite(agg["m_sum_mean_wQuantileLoss"])
-    # univariate entries sharing a start are grouped the same way; unequal ones are refused
-    with pytest.raises(ValueError, match="share one start"):
-        DiffusionForcingEstimator("B", 30, cfg, run_dir=tmp_path / "run2").train(
-            [{"start": "1990-01-01", "target": ms.train[0]}, {"start": "1990-01-01", "target": ms.train[1, :-5]}])
-
-
 def test_ett_protocol():
     needs(ETTH1)
     cfg = load_config("configs/etth1.yaml", [f"forecast.dataset={ETTH1}"])

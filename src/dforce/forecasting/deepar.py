@@ -23,7 +23,7 @@ from .metrics import crps_sum, quietly
 
 log = logging.getLogger(__name__)
 
-GRID = {"lr": (1e-3, 3e-3, 1e-2), "epochs": (10, 30, 60)}   # epochs of 50 batches of 32 windows
+GRID = {"lr": (1e-3, 1e-2), "epochs": (10, 40)}   # epochs of 50 batches of 32 windows
 VALIDATION_SAMPLES = 50
 
 
@@ -36,7 +36,8 @@ def tune(fd: Any, run_root: Path) -> dict[str, Any]:
 
     fd: a ``ForecastData``. Returns {"lr", "epochs", "validation": [{setting..., "crps_sum"}]}.
     """
-    record = run_root / f"tuning-fit{fd.fit_length}-val{fd.val_windows}.json"
+    grid = "-".join(f"{k}{','.join(map(str, v))}" for k, v in GRID.items())
+    record = run_root / f"tuning-fit{fd.fit_length}-val{fd.val_windows}-{grid}.json"
     if record.is_file():
         return json.loads(record.read_text())
     P = fd.spec.prediction_length

@@ -97,7 +97,8 @@ class Methods:
         cfg = self.config_of(method, seed)
         forecaster = Forecaster.from_pretrained(self.trained(cfg, self.run_dir(method, seed)))
         forecaster.model.sampling_cfg = cfg.sampling  # sampling is not trained: the config in force decides it
-        return forecaster.sample(histories, self.fd.series.start, samples, seed=seed)
+        return forecaster.sample(histories, self.fd.series.start, samples, seed=seed,
+                                 covariates=self.fd.covariates_for(histories, P))
 
     def trained(self, cfg: RunConfig, run_dir: Path) -> Path:
         """The selected model of a run: reused when finished, resumed when interrupted, else trained."""

@@ -73,14 +73,25 @@ class ForecastData:
     val_windows: int
     mirror: bool = False
     backtest_windows: int = 0
+    covariate_mean: np.ndarray | None = None     # (K, 1) from the fit range, when the series has covariates
+    covariate_std: np.ndarray | None = None
+    validation: tuple[np.ndarray, ...] | None = None   # explicit validation histories (GluonTS validation_data)
 
     @property
     def n_series(self) -> int:
         return self.series.n_series
 
     def val_histories(self) -> list[np.ndarray]:
-        """Raw (N, T_v) histories whose last P steps are validation targets, inside the training range."""
+        """Raw (N, T_v) histories whose last P steps are validation targets (inside the training range,
+        unless given explicitly)."""
+        if self.validation is not None:
+            return list(self.validation)
         return self._histories_after(self.fit_length, self.val_windows)
+
+    def covariates_for(self, histories: Sequence[np.ndarray], ahead: int) -> list[np.ndarray] | None:
+        """The series' covariates over each history plus ``ahead`` steps (None without covariates)."""
+        cov = self.series.covariates
+        return None if cov is None else [cov[:, : h.shape[1] + ahead] for h in histories]
 
     def backtest_histories(self) -> list[np.ndarray]:
         """Raw (N, T_b) histories whose last P steps are backtest targets: the windows after validation."""
@@ -97,7 +108,9 @@ class ForecastData:
                 "lags": list(self.spec.lags), "level": self.spec.level, "tokens": self.spec.tokens,
                 "missing": self.spec.missing, "freq": self.series.freq, "fit_length": self.fit_length,
                 "series_mean": self.mean[:, 0].tolist(), "series_std": self.std[:, 0].tolist(),
-                "typical_step": self.step.tolist()}
+                "typical_step": self.step.tolist(),
+                "covariate_mean": None if self.covariate_mean is None else self.covariate_mean[:, 0].tolist(),
+                "covariate_std": None if self.covariate_std is None else self.covariate_std[:, 0].tolist()}
 
 
 def prepare(cfg: ForecastConfig) -> ForecastData:
@@ -119,13 +132,28 @@ def protocol_for(series: MultivariateSeries, cfg: ForecastConfig) -> ForecastDat
                          f"and lags up to {max(spec.lags, default=0)}")
     mean, std = series_stats(series.train[:, :fit_length])
     step = typical_step(normalize(series.train[:, :fit_length], mean, std))
+    cov_mean, cov_std = (None, None) if series.covariates is None else series_stats(series.covariates[:, :fit_length])
     return ForecastData(series, spec, mean, std, step, fit_length, cfg.val_windows, cfg.mirror,
-                        cfg.backtest_windows)
+                        cfg.backtest_windows, cov_mean, cov_std)
 
 
 def time_feature_table(start: Any, freq: str, length: int) -> np.ndarray:
     """(length, F) GluonTS time features of the steps from ``start`` (a timestamp or pandas Period)."""
     return time_features((start, freq, length))
+
+
+def step_features(start: Any, freq: str, length: int, covariates: np.ndarray | None = None,
+                  mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
+    """(length, F [+ K]) per-step features: time features, then the covariates (K, >= length) standardized
+    with the fit range's mean/std (K, 1). A missing covariate value counts as its mean."""
+    table = time_feature_table(start, freq, length)
+    if covariates is None:
+        return table
+    if covariates.shape[1] < length:
+        raise ValueError(f"covariates cover {covariates.shape[1]} steps; {length} are needed (the history and "
+                         f"the forecast range)")
+    z = np.nan_to_num(normalize(covariates[:, :length], mean, std).T, nan=0.0)
+    return np.concatenate([table, z], axis=1).astype(np.float32)
 
 
 def training_sequences(fd: ForecastData) -> Sequences:
@@ -135,7 +163,8 @@ def training_sequences(fd: ForecastData) -> Sequences:
     upward move is also seen as a downward one, so no drift direction is learned.
     """
     h = normalize(fd.series.train[:, : fd.fit_length], fd.mean, fd.std)
-    table = time_feature_table(fd.series.start, fd.series.freq, fd.fit_length)
+    table = step_features(fd.series.start, fd.series.freq, fd.fit_length, fd.series.covariates,
+                          fd.covariate_mean, fd.covariate_std)
     starts = training_starts(fd.fit_length, fd.spec)
     signs = (1, -1) if fd.mirror else (1,)
     parts = [window_inputs(sign * h, table, starts, fd.spec, fd.step, with_future=True)[:2] for sign in signs]
@@ -146,14 +175,24 @@ def training_sequences(fd: ForecastData) -> Sequences:
     return Sequences(torch.from_numpy(tokens), torch.from_numpy(cond), observed)
 
 
+def _column(values: Any) -> np.ndarray:
+    return np.asarray(values, np.float32).reshape(-1, 1)
+
+
 class Forecaster:
     """A trained model with its protocol; forecasts raw-scale sample paths for any history."""
 
     def __init__(self, model: DiffusionForcingModel, spec: WindowSpec, mean: np.ndarray, std: np.ndarray,
-                 step: np.ndarray, freq: str):
+                 step: np.ndarray, freq: str, covariate_mean: Any = None, covariate_std: Any = None):
         self.model, self.spec, self.freq = model.eval(), spec, freq
-        self.mean, self.std = np.asarray(mean, np.float32).reshape(-1, 1), np.asarray(std, np.float32).reshape(-1, 1)
+        self.mean, self.std = _column(mean), _column(std)
         self.step = np.asarray(step, np.float32).reshape(-1)
+        self.covariate_mean = None if covariate_mean is None else _column(covariate_mean)
+        self.covariate_std = None if covariate_std is None else _column(covariate_std)
+
+    @property
+    def n_covariates(self) -> int:
+        return 0 if self.covariate_mean is None else self.covariate_mean.shape[0]
 
     @classmethod
     def from_model(cls, model: DiffusionForcingModel) -> "Forecaster":
@@ -163,7 +202,7 @@ class Forecaster:
         spec = WindowSpec(p["context_length"], p["prediction_length"], tuple(p["lags"]), p.get("level", True),
                           p.get("tokens", "levels"), p.get("missing", False))
         return cls(model, spec, np.array(p["series_mean"]), np.array(p["series_std"]), np.array(p["typical_step"]),
-                   p["freq"])
+                   p["freq"], p.get("covariate_mean"), p.get("covariate_std"))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> "Forecaster":
@@ -178,19 +217,23 @@ class Forecaster:
         return self.mean.shape[0]
 
     def sample(self, histories: Sequence[np.ndarray], start: Any, num_samples: int = 100,
-               seed: int = 0) -> np.ndarray:
+               seed: int = 0, covariates: Sequence[np.ndarray] | None = None) -> np.ndarray:
         """Sample paths (W, S, P, N) for the P steps after each observed history (N, T_w).
 
         ``start``: the timestamp of step 0 of every history, or a list of one per history.
-        Each history must hold at least ``spec.history`` steps. The W x S paths are drawn
-        in one batched rollout.
+        Each history must hold at least ``spec.history`` steps (NaN = missing). A model
+        trained with covariates needs them for every history: (K, T_w + P) each, the
+        forecast range included. The W x S paths are drawn in one batched rollout.
         """
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         starts = list(start) if isinstance(start, (list, tuple)) else [start] * len(histories)
         if len(starts) != len(histories):
             raise ValueError(f"{len(starts)} starts for {len(histories)} histories")
-        tokens, cond, loc, scale = self._inputs(histories, starts)
+        if (covariates is None) != (self.n_covariates == 0):
+            raise ValueError(f"this model takes {self.n_covariates} covariates; got "
+                             f"{'none' if covariates is None else 'some'}")
+        tokens, cond, loc, scale = self._inputs(histories, starts, covariates)
         device = self.model.device
         context = torch.from_numpy(tokens).repeat_interleave(num_samples, 0).to(device)
         c = torch.from_numpy(cond).repeat_interleave(num_samples, 0).to(device)
@@ -200,14 +243,21 @@ class Forecaster:
         h = self.spec.levels(paths, loc, scale)                                   # (W, S, P, N) normalized
         return (h * self.std[:, 0] + self.mean[:, 0]).astype(np.float32)
 
-    def _inputs(self, histories: Sequence[np.ndarray], starts: list[Any]):
+    def _inputs(self, histories: Sequence[np.ndarray], starts: list[Any], covariates: Sequence[np.ndarray] | None):
         parts = []
-        for hist, start in zip(histories, starts):
+        covariates = [None] * len(histories) if covariates is None else list(covariates)
+        if len(covariates) != len(histories):
+            raise ValueError(f"{len(covariates)} covariate arrays for {len(histories)} histories")
+        for hist, start, cov in zip(histories, starts, covariates):
             hist = np.asarray(hist, dtype=np.float32)
             if hist.ndim != 2 or hist.shape[0] != self.n_series:
                 raise ValueError(f"each history must be ({self.n_series}, T), got shape {hist.shape}")
             T = hist.shape[1]
-            table = time_feature_table(start, self.freq, T + self.prediction_length)
+            if cov is not None and np.shape(cov)[0] != self.n_covariates:
+                raise ValueError(f"covariates must be ({self.n_covariates}, T + P), got shape {np.shape(cov)}")
+            table = step_features(start, self.freq, T + self.prediction_length,
+                                  None if cov is None else np.asarray(cov, np.float32), self.covariate_mean,
+                                  self.covariate_std)
             parts.append(window_inputs(normalize(hist, self.mean, self.std), table, np.array([T]), self.spec,
                                        self.step, with_future=False))
         return tuple(np.concatenate(arrays) for arrays in zip(*parts))
@@ -231,8 +281,9 @@ class BestOnValidation:
     def __call__(self, model: DiffusionForcingModel, step: int) -> dict[str, float]:
         forecaster = Forecaster.from_model(model)
         P = self.fd.spec.prediction_length
-        samples = forecaster.sample([h[:, :-P] for h in self.histories], self.fd.series.start, self.samples,
-                                    seed=VALIDATION_SEED)
+        contexts = [h[:, :-P] for h in self.histories]
+        samples = forecaster.sample(contexts, self.fd.series.start, self.samples, seed=VALIDATION_SEED,
+                                    covariates=self.fd.covariates_for(contexts, P))
         score = crps_sum(self.truth, samples)
         if score < self.best:
             self.best = score

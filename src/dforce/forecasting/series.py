@@ -43,6 +43,9 @@ class MultivariateSeries:
         to and including the window's forecast range: its last ``prediction_length``
         steps are the truth, everything before is context. Windows are in time order.
     freq: pandas frequency string ("B", "h", ...); start: pandas Timestamp of step 0.
+    covariates: (K, T_all) float32 or None: series known in advance (GluonTS
+        ``feat_dynamic_real``: temperature, prices, holidays), from step 0 over at least
+        the training range, and over every window that is forecast.
     """
 
     name: str
@@ -51,6 +54,7 @@ class MultivariateSeries:
     freq: str
     start: Any
     prediction_length: int
+    covariates: np.ndarray | None = None
 
     @property
     def n_series(self) -> int:

@@ -31,6 +31,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline.table,
     "planning": planning.table,
     "forecasting": forecasting.table,
+    "forecasting-paired": forecasting.paired,
+    "forecasting-paper": forecasting.paper_protocol,
     "likelihood": synthetic.likelihood,
     "compositional": synthetic.compositional,
     "imitation": imitation.table,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..forecasting.table import headline as forecasting_row
 from ..records import MISSING, load, markdown
 from ..imitation.table import headline as imitation_row
 from ..synthetic.table import headline_rows as synthetic_rows
@@ -16,13 +17,6 @@ def _planning_rows(root: Path) -> list[list[str]]:
         rows.append([f"Planning, {label}", "D4RL normalized score, DF with MCG (↑)", paper[3],
                      planning.score(root, env, "df"), f"`results/planning/{env}-df.json`"])
     return rows
-
-
-def _forecasting_row(root: Path) -> list[str]:
-    record = load(root / "results" / "forecasting" / "exchange_rate_nips-df.json")
-    ours = MISSING if not record else f"{record['metrics']['crps_sum']['mean']:.4f} ± {record['metrics']['crps_sum']['std']:.4f}"
-    return ["Forecasting, Exchange", "CRPS-sum (↓)", "0.003 ± 0.001", ours,
-            "`results/forecasting/exchange_rate_nips-df.json`"]
 
 
 def _video_rows(root: Path) -> list[list[str]]:
@@ -40,6 +34,6 @@ def _video_rows(root: Path) -> list[list[str]]:
 def table(root: Path) -> str:
     """Rows: planning (six), forecasting, video, imitation, likelihood, compositional generation."""
     header = ["capability", "metric", "paper", "dforce", "record"]
-    rows = [*_planning_rows(root), _forecasting_row(root), *_video_rows(root), imitation_row(root),
+    rows = [*_planning_rows(root), forecasting_row(root), *_video_rows(root), imitation_row(root),
             *synthetic_rows(root)]
     return markdown(header, rows)

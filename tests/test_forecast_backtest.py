@@ -191,3 +191,16 @@ def test_cli_backtest_bad_input(extra, message, capsys, tmp_path):
     assert main(argv + extra) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_paper_protocol_feeds_the_true_previous_value_at_every_step():
+    from dforce.forecasting.evaluate import one_step_histories, stitch_one_step
+
+    hists = _histories(W=3, P=5)
+    steps = one_step_histories(hists, 5)
+    assert len(steps) == 15 and steps[1].shape[1] == hists[0].shape[1] - 4
+    stitched = stitch_one_step(baselines.last_value(steps, 5), 3, 5)                # (W, 1, P, N)
+    for w, h in enumerate(hists):       # step j's forecast is the true value just before it
+        np.testing.assert_array_equal(stitched[w, 0], h[:, -6:-1].T)
+    honest = baselines.last_value([h[:, :-5] for h in hists], 5)
+    assert not np.allclose(honest, stitched)

@@ -38,6 +38,7 @@ class Entry:
     command: str
     result: str | None = None        # results JSON, relative to the repository root
     metric: str | None = None        # dotted key path of the score in that JSON, e.g. "metrics.score_mean"
+    chosen: str | None = None        # how this checkpoint was chosen (on which data, against what)
 
     def size_mb(self) -> float:
         """Size of the directory's files in MB (0 when missing)."""
@@ -65,8 +66,8 @@ def entries(root: Path = CHECKPOINTS) -> dict[str, Entry]:
     if not index.is_file():
         return {}
     rows = json.loads(index.read_text())
-    return {r["name"]: Entry(r["name"], root / r["directory"], r["task"], r["command"], r.get("result"), r.get("metric"))
-            for r in rows}
+    return {r["name"]: Entry(r["name"], root / r["directory"], r["task"], r["command"], r.get("result"), r.get("metric"),
+                             r.get("chosen")) for r in rows}
 
 
 def resolve(name_or_path: str | Path, root: Path = CHECKPOINTS) -> Path:
@@ -127,4 +128,9 @@ def table(root: Path = CHECKPOINTS) -> str:
         rows.append((e.name, e.task, f"{e.size_mb():.1f} MB" if e.directory.is_dir() else "missing",
                      shown + metric, e.command))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
+    lines = []
+    for row, entry in zip(rows, [None, *entries(root).values()]):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+        if entry is not None and entry.chosen:
+            lines.append(" " * (widths[0] + 2) + f"chosen: {entry.chosen}")
+    return "\n".join(lines)

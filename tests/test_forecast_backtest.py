@@ -166,16 +166,18 @@ def test_cli_backtest_end_to_end(tmp_path, capsys):
     if not EXCHANGE.is_file():
         pytest.skip(f"shared data file missing: {EXCHANGE}")
     argv = ["eval", "forecasting", "--dataset", "exchange_rate_nips", "--data", str(EXCHANGE), "--backtest", "4",
-            "--seeds", "2", "--methods", "df,last_value,random_walk_correlated", "--runs", str(tmp_path / "runs"),
+            "--seeds", "2", "--methods", "df,df_ensemble,last_value,random_walk_correlated", "--runs", str(tmp_path / "runs"),
             "--out", str(tmp_path / "out"), "--no-progress"] + [a for o in TINY for a in ("--set", o)]
     assert main(argv + ["--set", "forecast.tokens=increments"]) == 0
     record = json.loads((tmp_path / "out" / "exchange_rate_nips-backtest.json").read_text())
     m = record["metrics"]
-    assert m["windows"] == 4 and m["seeds"] == 2 and set(m["paired"]) == {"last_value", "random_walk_correlated"}
+    assert m["windows"] == 4 and m["seeds"] == 2
+    assert set(m["paired"]) == {"df_ensemble", "last_value", "random_walk_correlated"}
+    assert set(m["paired_other"]["df_ensemble"]) == {"last_value", "random_walk_correlated"}
     for pair in m["paired"].values():
         low, high = pair["ci95"]
         assert low <= high and len(pair["per_seed"]) == 2
-    assert set(m["test_windows"]) == {"df", "last_value", "random_walk_correlated"}
+    assert set(m["test_windows"]) == {"df", "df_ensemble", "last_value", "random_walk_correlated"}
     assert record["windows"]["backtest"] == 4 and (tmp_path / "out" / "exchange_rate_nips-backtest.png").is_file()
     assert "| df |" in capsys.readouterr().out
 

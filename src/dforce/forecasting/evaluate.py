@@ -32,7 +32,7 @@ from .. import atomic
 from ..config import load_config, to_dict
 from ..results import add_destination, destination, write_result
 from . import backtest
-from .methods import DETERMINISTIC, METHODS, TRAINED, Methods, method_overrides, parse_methods
+from .methods import DETERMINISTIC, LEARNED, METHODS, TRAINED, Methods, parse_methods
 from .metrics import gluonts_metrics
 from .model import ForecastData, Forecaster, prepare
 
@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> list[Path]:
     base = _base_overrides(args)
     cfg = load_config(_config_path(args), base)
     fd = prepare(cfg.forecast)
-    runs = Methods(_config_path(args), base, fd, args.runs / args.dataset, progress=not args.no_progress)
+    runs = Methods(_config_path(args), base, fd, args.runs / args.dataset, progress=not args.no_progress,
+                   ensemble=args.seeds)
     if args.protocol == "paper":
         return _paper(args, methods, runs)
     if args.backtest is not None:
@@ -243,6 +244,10 @@ def _backtest_metrics(scores: dict[str, list[backtest.WindowScores]], on_test: d
         "crps_sum": {m: backtest.pooled_interval(np.stack([s.loss for s in per_seed]), target)
                      for m, per_seed in scores.items()},
         "paired": {m: backtest.paired(scores[reference], per_seed) for m, per_seed in scores.items() if m != reference},
+        # every other learned method against every simple baseline and DeepAR, the same way
+        "paired_other": {f: {m: backtest.paired(scores[f], per_seed) for m, per_seed in scores.items()
+                             if m not in (f, reference, *LEARNED)}
+                         for f in scores if f in LEARNED and f != reference},
         "test_windows": {m: _summarize(per_seed) for m, per_seed in on_test.items() if per_seed},
         "test_window_count": len(fd.series.test),
     }

@@ -7,6 +7,9 @@
   ``RUNS/<dataset>/<method>-<key>/seed<s>``, ``key`` a hash of everything that shapes
   training (so a changed config never reuses a stale run; sampling is not part of it);
   finished runs are reused, interrupted ones resumed.
+* ``df_ensemble``: the trained ``df`` models of seeds 0..E-1 (E = ``ensemble``, the number
+  of seeds evaluated) sampled together, S / E paths each: an average over training seeds.
+  Its runs are df's; what varies with its seed is only the sampling noise.
 * ``deepar``: GluonTS DeepAR with settings chosen on the validation windows (:mod:`.deepar`).
 * simple baselines (:mod:`.baselines`): ``last_value``, ``random_walk``,
   ``random_walk_correlated``, ``random_walk_bootstrap``, ``seasonal_naive``; the random
@@ -32,8 +35,9 @@ log = logging.getLogger(__name__)
 
 TRAINED = ("df", "tf", "fs")
 SIMPLE = ("last_value", "random_walk", "random_walk_correlated", "random_walk_bootstrap", "seasonal_naive")
-METHODS = (*TRAINED, "deepar", *SIMPLE)
+METHODS = (*TRAINED, "df_ensemble", "deepar", *SIMPLE)
 DETERMINISTIC = ("last_value", "seasonal_naive")     # the same forecast for every seed
+LEARNED = (*TRAINED, "df_ensemble")                  # the project's own forecasters
 
 
 def method_overrides(method: str, prediction_length: int) -> list[str]:
@@ -68,6 +72,7 @@ class Methods:
     fd: ForecastData
     runs: Path
     progress: bool = False
+    ensemble: int = 5
     _deepar: dict[str, Any] | None = None
 
     def config_of(self, method: str, seed: int = 0) -> RunConfig:
@@ -82,8 +87,12 @@ class Methods:
             self._deepar = deepar.tune(self.fd, self.runs / "deepar")
         return self._deepar
 
-    def sample(self, method: str, seed: int, histories: Sequence[np.ndarray], samples: int) -> np.ndarray:
-        """(W, S, P, N) sample paths of ``method`` (S = 1 for point forecasts) for each history (N, T_w)."""
+    def sample(self, method: str, seed: int, histories: Sequence[np.ndarray], samples: int,
+               sampling_seed: int | None = None) -> np.ndarray:
+        """(W, S, P, N) sample paths of ``method`` (S = 1 for point forecasts) for each history (N, T_w).
+
+        ``seed`` picks the trained run; the sampling noise comes from ``sampling_seed`` (default ``seed``).
+        """
         P, C = self.fd.spec.prediction_length, self.fd.spec.context_length
         if method == "last_value":
             return baselines.last_value(histories, P)
@@ -94,10 +103,16 @@ class Methods:
         if method == "deepar":
             setting = {k: self.deepar_setting()[k] for k in deepar.GRID}
             return deepar.sample(self.fd, histories, samples, seed, setting, self.runs / "deepar")
+        if method == "df_ensemble":
+            per = -(-samples // self.ensemble)
+            paths = [self.sample("df", member, histories, per, sampling_seed=seed * 1000 + member)
+                     for member in range(self.ensemble)]
+            return np.concatenate(paths, axis=1)[:, :samples]
         cfg = self.config_of(method, seed)
         forecaster = Forecaster.from_pretrained(self.trained(cfg, self.run_dir(method, seed)))
         forecaster.model.sampling_cfg = cfg.sampling  # sampling is not trained: the config in force decides it
-        return forecaster.sample(histories, self.fd.series.start, samples, seed=seed,
+        return forecaster.sample(histories, self.fd.series.start, samples,
+                                 seed=seed if sampling_seed is None else sampling_seed,
                                  covariates=self.fd.covariates_for(histories, P))
 
     def trained(self, cfg: RunConfig, run_dir: Path) -> Path:

@@ -1,5 +1,6 @@
-"""Training: one loop, EMA, atomic checkpoints, torchrun data parallelism."""
+"""Training: one loop, EMA, atomic verified checkpoints, torchrun data parallelism."""
 
-from .loop import TrainingDiverged, learning_rate, train
+from .errors import CheckpointError, TrainingDiverged
+from .loop import learning_rate, train
 
-__all__ = ["TrainingDiverged", "learning_rate", "train"]
+__all__ = ["CheckpointError", "TrainingDiverged", "learning_rate", "train"]

@@ -24,15 +24,12 @@ from ..data.sequences import Sequences
 from ..pipeline import DiffusionForcingModel
 from . import checkpoint, distributed
 from .ema import EMA
+from .errors import TrainingDiverged
 from .metrics import MetricsLogger
 
 log = logging.getLogger(__name__)
 
 Evaluate = Callable[[DiffusionForcingModel, int], dict[str, float]]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last checkpoint on disk is left as it was."""
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -84,6 +81,9 @@ def train(
     """
     run_dir = Path(run_dir)
     proc, device = distributed.setup(cfg.device)
+    if proc.main:
+        checkpoint.clean(run_dir)      # interrupted writes leave temporaries; they are never resumed from
+    distributed.barrier(proc)          # the other ranks look for checkpoints only after the clean-up
     found = checkpoint.latest(run_dir)
     if found is not None and not resume:
         raise ValueError(f"{run_dir} already holds checkpoints; resume with --resume or choose another output directory")
@@ -97,7 +97,7 @@ def train(
         log.info("resumed from %s (step %d)", found, start)
     net = DistributedDataParallel(model) if proc.world > 1 else model
     order = BatchOrder(data, cfg.batch_size, proc, cfg.seed)
-    logger = MetricsLogger(run_dir, cfg.tensorboard, resume_from=start if found else None) if proc.main else None
+    logger = MetricsLogger(run_dir, cfg.tensorboard, resume_from=start) if proc.main else None
     autocast = (torch.autocast("cuda", torch.bfloat16) if cfg.bf16 and device.type == "cuda" else nullcontext())
     bar = _progress(start, cfg.steps, progress and proc.main)
     tic = time.time()

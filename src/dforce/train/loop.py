@@ -24,7 +24,7 @@ from ..data.sequences import Sequences
 from ..pipeline import DiffusionForcingModel
 from . import checkpoint, distributed
 from .ema import EMA
-from .errors import TrainingDiverged
+from .errors import CheckpointError, TrainingDiverged
 from .metrics import MetricsLogger
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,18 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + rank) * 10_000_019 + step)
 
 
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Reject values no run can survive: an infinite or NaN lr turns every weight to NaN in one
+    step, and one beyond float32 makes the optimizer itself fail with an overflow."""
+    for name in ("lr", "weight_decay", "grad_clip", "ema_decay"):
+        value = getattr(cfg, name)
+        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+            raise ValueError(f"train.{name}={value} must be a finite number (at most {FLOAT32_MAX:.3g})")
+
+
 def train(
     model: DiffusionForcingModel,
     data: Sequences,
@@ -78,7 +90,10 @@ def train(
 
     Checkpoints go to ``run_dir/checkpoints`` every ``cfg.checkpoint_every`` steps and at
     the end. ``resume`` continues from the newest one. ``train.batch_size`` is per process.
+    Raises TrainingDiverged (nothing non-finite is written) and ValueError (CheckpointError)
+    for a checkpoint that cannot be used.
     """
+    check_config(cfg)
     run_dir = Path(run_dir)
     proc, device = distributed.setup(cfg.device)
     if proc.main:
@@ -103,11 +118,8 @@ def train(
     tic = time.time()
     try:
         for step in range(start, cfg.steps):
-            loss = _train_step(model, net, opt, data, order(step), step, cfg, proc, device, autocast)
-            if not math.isfinite(loss):  # checkpoints are only ever written after finite steps
-                good = checkpoint.latest(run_dir)
-                where = f"the last good checkpoint {good} is untouched" if good else "no checkpoint was written"
-                raise TrainingDiverged(f"loss became {loss} at step {step + 1}; stopping ({where})")
+            loss, finite = _train_step(model, net, opt, data, order(step), step, cfg, proc, device, autocast)
+            _check_finite(loss, finite, step + 1, run_dir)
             ema.update(model, step)
             done = step + 1
             bar.update(1)
@@ -131,10 +143,23 @@ def train(
     return ema.model
 
 
+def _check_finite(loss: float, weights_finite: bool, step: int, run_dir: Path) -> None:
+    """Stop before anything is written when the loss (before the update) or the weights (after it) are not finite."""
+    if math.isfinite(loss) and weights_finite:
+        return
+    what = f"loss became {loss}" if not math.isfinite(loss) else "the weights became non-finite after the update"
+    try:
+        good = checkpoint.latest(run_dir)
+    except CheckpointError:
+        good = None
+    where = f"the last good checkpoint {good} is untouched" if good else "no checkpoint was written"
+    raise TrainingDiverged(f"{what} at step {step}; stopping ({where})")
+
+
 def _train_step(model: DiffusionForcingModel, net: torch.nn.Module, opt: torch.optim.Optimizer, data: Sequences,
                 index: torch.Tensor, step: int, cfg: TrainConfig, proc: distributed.Process,
-                device: torch.device, autocast: Any) -> float:
-    """One optimisation step; returns the loss averaged over processes."""
+                device: torch.device, autocast: Any) -> tuple[float, bool]:
+    """One optimisation step; returns (the loss averaged over processes, whether the weights are finite)."""
     for group in opt.param_groups:
         group["lr"] = learning_rate(step, cfg)
     x0, cond, mask = data.batch(index)
@@ -145,13 +170,13 @@ def _train_step(model: DiffusionForcingModel, net: torch.nn.Module, opt: torch.o
         loss = net(move(x0), move(k), move(noise), move(mask), move(cond))
     mean_loss = float(distributed.mean_across(loss.detach().float(), proc))
     if not math.isfinite(mean_loss):
-        return mean_loss        # every process sees the same mean, so all stop together
+        return mean_loss, True   # every process sees the same mean, so all stop together
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
-    return mean_loss
+    return mean_loss, checkpoint.all_finite(model)   # replicas are identical: all processes agree
 
 
 def _progress(start: int, total: int, enabled: bool) -> Any:

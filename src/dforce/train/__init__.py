@@ -1,6 +1,6 @@
 """Training: one loop, EMA, atomic verified checkpoints, torchrun data parallelism."""
 
-from .errors import CheckpointError, TrainingDiverged
+from .errors import CheckpointError, RunDirError, TrainingDiverged
 from .loop import check_config, learning_rate, train
 
-__all__ = ["CheckpointError", "TrainingDiverged", "check_config", "learning_rate", "train"]
+__all__ = ["CheckpointError", "RunDirError", "TrainingDiverged", "check_config", "learning_rate", "train"]

@@ -3,6 +3,8 @@
 Every random draw of step ``s`` on rank ``r`` comes from a generator seeded by
 ``(seed, r, s)`` and the data order from ``(seed, epoch)``, so a run killed and
 resumed from a checkpoint takes exactly the same steps as one that never stopped.
+The loop holds the run directory's lock and stops on a NaN loss or non-finite weights
+before anything bad is written.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch.utils.data import DistributedSampler
 from ..config import TrainConfig
 from ..data.sequences import Sequences
 from ..pipeline import DiffusionForcingModel
-from . import checkpoint, distributed
+from . import checkpoint, distributed, run_dir as run_lock
 from .ema import EMA
 from .errors import CheckpointError, TrainingDiverged
 from .metrics import MetricsLogger
@@ -90,14 +92,24 @@ def train(
 
     Checkpoints go to ``run_dir/checkpoints`` every ``cfg.checkpoint_every`` steps and at
     the end. ``resume`` continues from the newest one. ``train.batch_size`` is per process.
-    Raises TrainingDiverged (nothing non-finite is written) and ValueError (CheckpointError)
-    for a checkpoint that cannot be used.
+    Raises TrainingDiverged (nothing non-finite is written) and ValueError (CheckpointError,
+    RunDirError) for a run directory or checkpoint that cannot be used.
     """
     check_config(cfg)
     run_dir = Path(run_dir)
     proc, device = distributed.setup(cfg.device)
+    try:
+        with run_lock.locked(run_dir) if proc.main else nullcontext():
+            return _train(model, data, cfg, run_dir, proc, device, resume, evaluate, progress)
+    finally:
+        distributed.teardown(proc)
+
+
+def _train(model: DiffusionForcingModel, data: Sequences, cfg: TrainConfig, run_dir: Path,
+           proc: distributed.Process, device: torch.device, resume: bool,
+           evaluate: Evaluate | None, progress: bool) -> DiffusionForcingModel:
     if proc.main:
-        checkpoint.clean(run_dir)      # interrupted writes leave temporaries; they are never resumed from
+        checkpoint.clean(run_dir)      # safe: the lock says no other process writes here
     distributed.barrier(proc)          # the other ranks look for checkpoints only after the clean-up
     found = checkpoint.latest(run_dir)
     if found is not None and not resume:
@@ -115,6 +127,8 @@ def train(
     logger = MetricsLogger(run_dir, cfg.tensorboard, resume_from=start) if proc.main else None
     autocast = (torch.autocast("cuda", torch.bfloat16) if cfg.bf16 and device.type == "cuda" else nullcontext())
     bar = _progress(start, cfg.steps, progress and proc.main)
+    save = (lambda done: checkpoint.save(run_dir, done, model, ema.model, opt, cfg.keep_checkpoints)
+            if proc.main else None)
     tic = time.time()
     try:
         for step in range(start, cfg.steps):
@@ -130,8 +144,7 @@ def train(
                 metrics = evaluate(ema.model, done)
                 logger.log(done, {f"eval/{k}": v for k, v in metrics.items()})
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                if proc.main:
-                    checkpoint.save(run_dir, done, model, ema.model, opt, cfg.keep_checkpoints)
+                save(done)
                 distributed.barrier(proc)
         if proc.main:
             ema.model.save_pretrained(run_dir / "model")
@@ -139,7 +152,6 @@ def train(
         bar.close()
         if logger:
             logger.close()
-        distributed.teardown(proc)
     return ema.model
 
 

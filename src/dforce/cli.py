@@ -109,13 +109,13 @@ def _config(path: str, overrides: Sequence[str]):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import to_dict
-    from .train import check_config, run_dir
+    from .train import check_config, run_dir, signals
 
     cfg = _config(args.config, args.overrides)
     name = "default" if args.config == "default" else Path(args.config).stem
     out = args.out or Path("runs") / name
     check_config(cfg.train)   # before the run directory is touched
-    with run_dir.claim(out, to_dict(cfg), resume=args.resume, force=args.force):
+    with signals.sigterm_raises(), run_dir.claim(out, to_dict(cfg), resume=args.resume, force=args.force):
         model = _train_task(cfg, out, args)
     print(f"model: {model}")
     return 0
@@ -254,13 +254,13 @@ COMMANDS = {"eval": cmd_eval, "data": cmd_data, "train": cmd_train, "sample": cm
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit code (0 ok, 1 training diverged, 2 bad input)."""
+    """Run one command; returns the exit code (0 ok, 1 training diverged, 2 bad input, 128+N stopped by signal N)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     args.command_line = ["dforce", *argv]  # recorded in results files
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    from .train import TrainingDiverged
+    from .train import TrainingDiverged, TrainingInterrupted
 
     try:
         return COMMANDS[args.command](args)
@@ -270,6 +270,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as err:
         print(f"dforce {args.command}: {err}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as err:
+        print(f"dforce {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"dforce {args.command}: interrupted (SIGINT)", file=sys.stderr)
+        return 130
 
 
 def entry() -> None:

@@ -3,14 +3,15 @@
 Every random draw of step ``s`` on rank ``r`` comes from a generator seeded by
 ``(seed, r, s)`` and the data order from ``(seed, epoch)``, so a run killed and
 resumed from a checkpoint takes exactly the same steps as one that never stopped.
-The loop holds the run directory's lock and stops on a NaN loss or non-finite weights
-before anything bad is written.
+The loop holds the run directory's lock, stops on a NaN loss or non-finite weights
+before anything bad is written, and turns SIGTERM/SIGINT into a checkpoint and a clean exit.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -24,9 +25,9 @@ from torch.utils.data import DistributedSampler
 from ..config import TrainConfig
 from ..data.sequences import Sequences
 from ..pipeline import DiffusionForcingModel
-from . import checkpoint, distributed, run_dir as run_lock
+from . import checkpoint, distributed, run_dir as run_lock, signals
 from .ema import EMA
-from .errors import CheckpointError, TrainingDiverged
+from .errors import CheckpointError, TrainingDiverged, TrainingInterrupted
 from .metrics import MetricsLogger
 
 log = logging.getLogger(__name__)
@@ -92,21 +93,22 @@ def train(
 
     Checkpoints go to ``run_dir/checkpoints`` every ``cfg.checkpoint_every`` steps and at
     the end. ``resume`` continues from the newest one. ``train.batch_size`` is per process.
-    Raises TrainingDiverged (nothing non-finite is written) and ValueError (CheckpointError,
-    RunDirError) for a run directory or checkpoint that cannot be used.
+    Raises TrainingDiverged (nothing non-finite is written), TrainingInterrupted after
+    SIGTERM/SIGINT (a checkpoint of the current step is written first), and ValueError
+    (CheckpointError, RunDirError) for a run directory or checkpoint that cannot be used.
     """
     check_config(cfg)
     run_dir = Path(run_dir)
     proc, device = distributed.setup(cfg.device)
     try:
-        with run_lock.locked(run_dir) if proc.main else nullcontext():
-            return _train(model, data, cfg, run_dir, proc, device, resume, evaluate, progress)
+        with run_lock.locked(run_dir) if proc.main else nullcontext(), signals.stop_requests() as stop:
+            return _train(model, data, cfg, run_dir, proc, device, stop, resume, evaluate, progress)
     finally:
         distributed.teardown(proc)
 
 
 def _train(model: DiffusionForcingModel, data: Sequences, cfg: TrainConfig, run_dir: Path,
-           proc: distributed.Process, device: torch.device, resume: bool,
+           proc: distributed.Process, device: torch.device, stop: signals.StopRequest, resume: bool,
            evaluate: Evaluate | None, progress: bool) -> DiffusionForcingModel:
     if proc.main:
         checkpoint.clean(run_dir)      # safe: the lock says no other process writes here
@@ -132,7 +134,9 @@ def _train(model: DiffusionForcingModel, data: Sequences, cfg: TrainConfig, run_
     tic = time.time()
     try:
         for step in range(start, cfg.steps):
-            loss, finite = _train_step(model, net, opt, data, order(step), step, cfg, proc, device, autocast)
+            asked = bool(stop.signum) or not distributed.parent_alive(proc)
+            loss, finite, stopping = _train_step(model, net, opt, data, order(step), step, cfg, proc, device,
+                                                 autocast, asked)
             _check_finite(loss, finite, step + 1, run_dir)
             ema.update(model, step)
             done = step + 1
@@ -143,9 +147,12 @@ def _train(model: DiffusionForcingModel, data: Sequences, cfg: TrainConfig, run_
             if evaluate and cfg.eval_every and done % cfg.eval_every == 0 and proc.main:
                 metrics = evaluate(ema.model, done)
                 logger.log(done, {f"eval/{k}": v for k, v in metrics.items()})
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            due = done % cfg.checkpoint_every == 0 or done == cfg.steps
+            if due or (stopping and done < cfg.steps):
                 save(done)
                 distributed.barrier(proc)
+            if stopping and done < cfg.steps:   # at the last step, finishing is the faster way out
+                raise _interrupted(stop.signum or signal.SIGTERM, done, cfg.steps, run_dir)
         if proc.main:
             ema.model.save_pretrained(run_dir / "model")
     finally:
@@ -168,10 +175,20 @@ def _check_finite(loss: float, weights_finite: bool, step: int, run_dir: Path) -
     raise TrainingDiverged(f"{what} at step {step}; stopping ({where})")
 
 
+def _interrupted(signum: int, done: int, steps: int, run_dir: Path) -> TrainingInterrupted:
+    where = checkpoint.checkpoints_dir(run_dir) / f"step-{done:08d}"
+    return TrainingInterrupted(signum, f"stopped by {TrainingInterrupted.name(signum)} at step {done} of {steps}; "
+                                       f"saved {where}; continue with --resume")
+
+
 def _train_step(model: DiffusionForcingModel, net: torch.nn.Module, opt: torch.optim.Optimizer, data: Sequences,
                 index: torch.Tensor, step: int, cfg: TrainConfig, proc: distributed.Process,
-                device: torch.device, autocast: Any) -> tuple[float, bool]:
-    """One optimisation step; returns (the loss averaged over processes, whether the weights are finite)."""
+                device: torch.device, autocast: Any, stop: bool) -> tuple[float, bool, bool]:
+    """One optimisation step; returns (loss averaged over processes, weights finite, any process asked to stop).
+
+    The stop request rides on the loss all-reduce, so every process learns of it in the
+    same step at no extra cost and all of them stop after that step.
+    """
     for group in opt.param_groups:
         group["lr"] = learning_rate(step, cfg)
     x0, cond, mask = data.batch(index)
@@ -180,15 +197,17 @@ def _train_step(model: DiffusionForcingModel, net: torch.nn.Module, opt: torch.o
     model.train()
     with autocast:
         loss = net(move(x0), move(k), move(noise), move(mask), move(cond))
-    mean_loss = float(distributed.mean_across(loss.detach().float(), proc))
+    value = loss.detach().float()
+    mean_loss, asked = distributed.mean_across(torch.stack([value, value.new_tensor(float(stop))]), proc).tolist()
+    stopping = asked > 0
     if not math.isfinite(mean_loss):
-        return mean_loss, True   # every process sees the same mean, so all stop together
+        return mean_loss, True, stopping   # every process sees the same mean, so all stop together
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
-    return mean_loss, checkpoint.all_finite(model)   # replicas are identical: all processes agree
+    return mean_loss, checkpoint.all_finite(model), stopping   # replicas are identical: all agree
 
 
 def _progress(start: int, total: int, enabled: bool) -> Any:

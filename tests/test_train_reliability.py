@@ -127,9 +127,16 @@ def test_weights_of_other_shapes_are_named_even_when_forced(stopped, capsys):
     assert str(stopped / "checkpoints" / "step-00000008" / "weights.safetensors") in err and "size mismatch" in err
 
 
-def test_checkpoint_without_manifest_is_not_trusted(stopped, capsys):
-    (stopped / "checkpoints" / "step-00000008" / checkpoint.MANIFEST).unlink()
-    assert "manifest.json: missing" in one_error(capsys, resume(stopped))
+def test_checkpoint_without_manifest_as_older_dforce_wrote_loads_and_still_names_damage(finished, stopped, capsys):
+    ckpt = stopped / "checkpoints" / "step-00000008"
+    (ckpt / checkpoint.MANIFEST).unlink()
+    optimizer = (ckpt / "optimizer.pt").read_bytes()
+    (ckpt / "optimizer.pt").write_bytes(optimizer[:200])
+    err = one_error(capsys, resume(stopped))
+    assert str(ckpt / "optimizer.pt") in err and "unreadable" in err
+    (ckpt / "optimizer.pt").write_bytes(optimizer)
+    assert main(resume(stopped)) == 0
+    assert sha(stopped / "model" / "model.safetensors") == sha(finished / "model" / "model.safetensors")
 
 
 # ---- 2. `latest` fallback, a `checkpoints` file, stale temporaries --------------------------

@@ -174,18 +174,24 @@ def all_finite(module: nn.Module) -> bool:
 
 
 # ---- reading -------------------------------------------------------------------------------
-def verify(path: Path) -> None:
+def verify(path: Path) -> bool:
     """Check that ``path`` holds every checkpoint file with the sha256 its manifest records.
 
     Raises CheckpointError naming the first file that is missing, unreadable or altered.
+    Returns False, with a warning, for a checkpoint with every file but no manifest: older
+    dforce versions wrote those, and their runs stay resumable (a damaged file is still
+    reported by name when it is read); True once every hash matched.
     """
     path = Path(path)
     manifest_path = path / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text())
     except FileNotFoundError:
-        raise CheckpointError(manifest_path, "missing, so the checkpoint cannot be verified "
-                                             "(incomplete, or written by an older dforce)") from None
+        missing = [name for name in FILES if not (path / name).is_file()]
+        if missing:
+            raise CheckpointError(path / missing[0], "missing (and no manifest.json): not a whole checkpoint") from None
+        log.warning("%s has no %s (written before dforce recorded hashes); loading it unverified", path, MANIFEST)
+        return False
     except (OSError, ValueError) as err:
         raise CheckpointError(manifest_path, f"unreadable ({one_line(err)})") from None
     hashes = manifest.get("sha256") if isinstance(manifest, dict) else None
@@ -198,6 +204,7 @@ def verify(path: Path) -> None:
         if sha256(file) != hashes[name]:
             raise CheckpointError(file, f"content does not match the sha256 recorded in {MANIFEST} "
                                         "(corrupted or truncated)")
+    return True
 
 
 def load(path: Path, model: DiffusionForcingModel, ema: DiffusionForcingModel,

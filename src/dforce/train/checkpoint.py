@@ -164,13 +164,20 @@ def save(run_dir: Path, step: int, model: DiffusionForcingModel, ema: DiffusionF
 
 
 def all_finite(module: nn.Module) -> bool:
-    """Whether every parameter and buffer is finite: one reduction per tensor, one host sync.
+    """Whether every parameter and buffer of ``module`` is finite."""
+    return finite([*module.parameters(), *module.buffers()])
 
-    ``abs().amax()`` is inf or NaN exactly when some entry is, and cannot overflow as a norm can.
+
+def finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every entry of every floating tensor is finite: one fused reduction, one host sync.
+
+    The max-abs norm is inf or NaN exactly when some entry is, and cannot overflow as a 2-norm can.
     """
-    peaks = [t.detach().abs().amax().float() for t in (*module.parameters(), *module.buffers())
-             if t.is_floating_point() and t.numel()]
-    return not peaks or bool(torch.isfinite(torch.stack(peaks)).all())
+    tensors = [t.detach() for t in tensors if t.is_floating_point() and t.numel()]
+    if not tensors:
+        return True
+    peaks = torch._foreach_norm(tensors, float("inf"))   # what clip_grad_norm_ uses; one kernel per device/dtype
+    return bool(torch.isfinite(torch.stack([p.float() for p in peaks])).all())
 
 
 # ---- reading -------------------------------------------------------------------------------

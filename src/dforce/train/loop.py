@@ -131,13 +131,13 @@ def _train(model: DiffusionForcingModel, data: Sequences, cfg: TrainConfig, run_
     bar = _progress(start, cfg.steps, progress and proc.main)
     save = (lambda done: checkpoint.save(run_dir, done, model, ema.model, opt, cfg.keep_checkpoints)
             if proc.main else None)
+    params = list(model.parameters())     # listed once: walking the module tree every step costs more than the check
     tic = time.time()
     try:
         for step in range(start, cfg.steps):
             asked = bool(stop.signum) or not distributed.parent_alive(proc)
-            loss, finite, stopping = _train_step(model, net, opt, data, order(step), step, cfg, proc, device,
-                                                 autocast, asked)
-            _check_finite(loss, finite, step + 1, run_dir)
+            loss, stopping = _train_step(model, net, opt, data, order(step), step, cfg, proc, device, autocast, asked)
+            _check_finite(loss, checkpoint.finite(params), step + 1, run_dir)   # replicas are equal: all agree
             ema.update(model, step)
             done = step + 1
             bar.update(1)
@@ -183,8 +183,8 @@ def _interrupted(signum: int, done: int, steps: int, run_dir: Path) -> TrainingI
 
 def _train_step(model: DiffusionForcingModel, net: torch.nn.Module, opt: torch.optim.Optimizer, data: Sequences,
                 index: torch.Tensor, step: int, cfg: TrainConfig, proc: distributed.Process,
-                device: torch.device, autocast: Any, stop: bool) -> tuple[float, bool, bool]:
-    """One optimisation step; returns (loss averaged over processes, weights finite, any process asked to stop).
+                device: torch.device, autocast: Any, stop: bool) -> tuple[float, bool]:
+    """One optimisation step; returns (loss averaged over processes, whether any process asked to stop).
 
     The stop request rides on the loss all-reduce, so every process learns of it in the
     same step at no extra cost and all of them stop after that step.
@@ -201,13 +201,13 @@ def _train_step(model: DiffusionForcingModel, net: torch.nn.Module, opt: torch.o
     mean_loss, asked = distributed.mean_across(torch.stack([value, value.new_tensor(float(stop))]), proc).tolist()
     stopping = asked > 0
     if not math.isfinite(mean_loss):
-        return mean_loss, True, stopping   # every process sees the same mean, so all stop together
+        return mean_loss, stopping   # every process sees the same mean, so all stop together
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
-    return mean_loss, checkpoint.all_finite(model), stopping   # replicas are identical: all agree
+    return mean_loss, stopping
 
 
 def _progress(start: int, total: int, enabled: bool) -> Any:

@@ -61,16 +61,18 @@ def locked(run_dir: str | Path) -> Iterator[None]:
 def claim(run_dir: str | Path, config: dict[str, Any], *, resume: bool, force: bool) -> Iterator[None]:
     """Check that this run may use ``run_dir``, lock it for the block and record ``config`` in ``run.json``.
 
-    Only rank 0 of a torchrun job claims (the others would find the directory it just made).
     Raises RunDirError, before writing anything, when the directory is a file, is missing
     under ``resume``, is foreign or already used without ``resume``/``force``, or (under
-    ``resume``) records a config that differs from ``config`` without ``force``.
+    ``resume``) records a config that differs from ``config`` without ``force``. Under
+    torchrun every rank checks, so all refuse together instead of the others waiting for
+    a rank 0 that has gone (what rank 0 writes meanwhile, ``.lock`` and ``run.json`` of an
+    untrained run, passes the check); only rank 0 locks and writes.
     """
+    run_dir = Path(run_dir)
+    check(run_dir, config, resume=resume, force=force)         # before the lock: refuse without writing
     if int(os.environ.get("RANK", "0")) != 0:
         yield
         return
-    run_dir = Path(run_dir)
-    check(run_dir, config, resume=resume, force=force)         # before the lock: refuse without writing
     with locked(run_dir):
         check(run_dir, config, resume=resume, force=force)     # again, now that nobody else can change it
         atomic.write_text(run_dir / RECORD, json.dumps({"format": FORMAT, "config": config}, indent=2) + "\n")

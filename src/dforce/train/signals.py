@@ -10,6 +10,7 @@ the CLI can still answer with one line and 143 instead of dying silently.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from typing import Any, Iterator
@@ -47,10 +48,17 @@ def stop_requests() -> Iterator[StopRequest]:
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Make SIGTERM raise TrainingInterrupted wherever the block is, as SIGINT raises KeyboardInterrupt."""
+    """Make SIGTERM raise TrainingInterrupted wherever the block is, as SIGINT raises KeyboardInterrupt.
+
+    Not under torchrun: a Python handler runs only once a blocking call returns, and a
+    worker waiting to join its group would then outlast the launcher's grace period.
+    """
     def raise_(signum: int, frame: Any) -> None:
         raise TrainingInterrupted(signum, "terminated by SIGTERM before training started; nothing was saved")
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
     with _handlers(raise_, (signal.SIGTERM,)):
         yield
 

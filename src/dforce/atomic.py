@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+TMP = ".tmp-"   # temporaries are ".<name>.tmp-<random>", so leftovers of a killed write can be told apart
+
 
 def fsync_dir(path: Path) -> None:
     """Make a rename inside ``path`` durable."""
@@ -34,7 +36,7 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data`` (permissions as a plain ``open`` would give: 0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP}")
     try:
         os.fchmod(fd, 0o666 & ~_umask())      # mkstemp makes 0600, unlike every other output
 
@@ -58,20 +60,24 @@ def write_text(path: str | Path, text: str) -> None:
 def new_directory(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory to fill; on success it replaces ``path``.
 
-    Everything written inside (subdirectories too) is fsynced before the rename. An existing ``path`` is moved
+    Everything written inside (subdirectories too) is fsynced and given the permissions of a
+    plain write (0666/0777 less the umask) before the rename. An existing ``path`` is moved
     aside first and removed after, so an interrupted replace leaves ``path.old``
     (which :func:`recover` puts back), never a half-written ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}{TMP}"))
     try:
-        tmp.chmod(0o777 & ~_umask())            # mkdtemp makes 0700
+        mask = _umask()
+        tmp.chmod(0o777 & ~mask)                # mkdtemp makes 0700
         yield tmp
         for item in sorted(tmp.rglob("*"), reverse=True):   # files before the directories holding them
             if item.is_dir():
+                item.chmod(0o777 & ~mask)
                 fsync_dir(item)
             else:
+                item.chmod(0o666 & ~mask)       # safetensors writes 0600, unlike every other output
                 with open(item, "rb") as f:
                     os.fsync(f.fileno())
         fsync_dir(tmp)
@@ -94,3 +100,26 @@ def recover(path: str | Path) -> Path:
     if not path.exists() and old.exists():
         os.replace(old, path)
     return path
+
+
+def is_leftover(path: str | Path) -> bool:
+    """Whether ``path`` is the temporary of a write that never finished (``.<name>.tmp-<random>``)."""
+    name = Path(path).name
+    return name.startswith(".") and TMP in name[1:]
+
+
+def remove_leftovers(directory: str | Path) -> list[Path]:
+    """Delete the temporaries interrupted writes left in ``directory``; returns what was removed.
+
+    Only call this while no other process writes there (e.g. holding the run's lock):
+    a live writer's temporary looks the same as a dead one's.
+    """
+    removed = []
+    for item in sorted(Path(directory).iterdir()) if Path(directory).is_dir() else []:
+        if is_leftover(item):
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
+            removed.append(item)
+    return removed

@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.width=256 train.steps=1000")
     t.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run directory")
+    t.add_argument("--force", action="store_true",
+                   help="train into a directory dforce did not create, or resume under a changed config")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="roll a trained model out from held-out context; writes samples and a plot")
@@ -106,16 +108,27 @@ def _config(path: str, overrides: Sequence[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .synthetic.train import train_run
+    from .config import to_dict
+    from .train import check_config, run_dir, signals
 
     cfg = _config(args.config, args.overrides)
     name = "default" if args.config == "default" else Path(args.config).stem
     out = args.out or Path("runs") / name
+    check_config(cfg.train)   # before the run directory is touched
+    with signals.sigterm_raises(), run_dir.claim(out, to_dict(cfg), resume=args.resume, force=args.force):
+        model = _train_task(cfg, out, args)
+    print(f"model: {model}")
+    return 0
+
+
+def _train_task(cfg, out: Path, args: argparse.Namespace) -> Path:
+    """Dispatch to the domain's trainer; returns the model directory to report."""
+    from .synthetic.train import train_run
+
     if cfg.data.name == "timeseries":  # returns the checkpoint it selected on validation
         from .forecasting.model import train_forecaster
 
-        print(f"model: {train_forecaster(cfg, out, resume=args.resume, progress=not args.no_progress)}")
-        return 0
+        return train_forecaster(cfg, out, resume=args.resume, progress=not args.no_progress)
     if cfg.data.name == "maze2d":
         from .tasks.planning import train_planner
 
@@ -130,8 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_video(cfg, out, resume=args.resume, progress=not args.no_progress)
     else:
         train_run(cfg, out, resume=args.resume, progress=not args.no_progress)
-    print(f"model: {out / 'model'}")
-    return 0
+    return out / "model"
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -242,13 +254,13 @@ COMMANDS = {"eval": cmd_eval, "data": cmd_data, "train": cmd_train, "sample": cm
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit code (0 ok, 1 training diverged, 2 bad input)."""
+    """Run one command; returns the exit code (0 ok, 1 training diverged, 2 bad input, 128+N stopped by signal N)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     args.command_line = ["dforce", *argv]  # recorded in results files
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    from .train import TrainingDiverged
+    from .train import TrainingDiverged, TrainingInterrupted
 
     try:
         return COMMANDS[args.command](args)
@@ -258,6 +270,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as err:
         print(f"dforce {args.command}: {err}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as err:
+        print(f"dforce {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"dforce {args.command}: interrupted (SIGINT)", file=sys.stderr)
+        return 130
 
 
 def entry() -> None:

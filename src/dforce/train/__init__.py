@@ -1,5 +1,7 @@
-"""Training: one loop, EMA, atomic checkpoints, torchrun data parallelism."""
+"""Training: one loop, EMA, atomic verified checkpoints, torchrun data parallelism."""
 
-from .loop import TrainingDiverged, learning_rate, train
+from .errors import CheckpointError, RunDirError, TrainingDiverged, TrainingInterrupted
+from .loop import check_config, learning_rate, train
 
-__all__ = ["TrainingDiverged", "learning_rate", "train"]
+__all__ = ["CheckpointError", "RunDirError", "TrainingDiverged", "TrainingInterrupted", "check_config",
+           "learning_rate", "train"]

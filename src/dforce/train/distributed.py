@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +18,7 @@ class Process:
     world: int = 1
     local_rank: int = 0
     owns_group: bool = False   # True when setup() started the process group (and so ends it)
+    parent: int = 0            # the launcher's pid, watched so workers never outlive it (0: not watched)
 
     @property
     def main(self) -> bool:
@@ -44,7 +48,31 @@ def setup(device_name: str) -> tuple[Process, torch.device]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    return Process(rank, world, local_rank, owns_group), device
+    return Process(rank, world, local_rank, owns_group, die_with_parent()), device
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> int:
+    """Have the kernel send SIGTERM when the launcher dies (Linux); returns its pid for :func:`parent_alive`.
+
+    A SIGKILLed torchrun cannot forward a signal, and orphaned workers would otherwise keep
+    training (and holding the GPU) forever. SIGTERM, not SIGKILL, so they still save and stop
+    together. The pid is also polled each step, for platforms without prctl.
+    """
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    return parent
+
+
+def parent_alive(proc: Process) -> bool:
+    """False once the launcher this process started under has gone (its children are re-parented)."""
+    return proc.parent == 0 or os.getppid() == proc.parent
 
 
 def mean_across(value: torch.Tensor, proc: Process) -> torch.Tensor:

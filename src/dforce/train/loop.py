@@ -3,12 +3,15 @@
 Every random draw of step ``s`` on rank ``r`` comes from a generator seeded by
 ``(seed, r, s)`` and the data order from ``(seed, epoch)``, so a run killed and
 resumed from a checkpoint takes exactly the same steps as one that never stopped.
+The loop holds the run directory's lock, stops on a NaN loss or non-finite weights
+before anything bad is written, and turns SIGTERM/SIGINT into a checkpoint and a clean exit.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -22,17 +25,14 @@ from torch.utils.data import DistributedSampler
 from ..config import TrainConfig
 from ..data.sequences import Sequences
 from ..pipeline import DiffusionForcingModel
-from . import checkpoint, distributed
+from . import checkpoint, distributed, run_dir as run_lock, signals
 from .ema import EMA
+from .errors import CheckpointError, TrainingDiverged, TrainingInterrupted
 from .metrics import MetricsLogger
 
 log = logging.getLogger(__name__)
 
 Evaluate = Callable[[DiffusionForcingModel, int], dict[str, float]]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last checkpoint on disk is left as it was."""
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -67,6 +67,18 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + rank) * 10_000_019 + step)
 
 
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Reject values no run can survive: an infinite or NaN lr turns every weight to NaN in one
+    step, and one beyond float32 makes the optimizer itself fail with an overflow."""
+    for name in ("lr", "weight_decay", "grad_clip", "ema_decay"):
+        value = getattr(cfg, name)
+        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+            raise ValueError(f"train.{name}={value} must be a finite number (at most {FLOAT32_MAX:.3g})")
+
+
 def train(
     model: DiffusionForcingModel,
     data: Sequences,
@@ -81,9 +93,26 @@ def train(
 
     Checkpoints go to ``run_dir/checkpoints`` every ``cfg.checkpoint_every`` steps and at
     the end. ``resume`` continues from the newest one. ``train.batch_size`` is per process.
+    Raises TrainingDiverged (nothing non-finite is written), TrainingInterrupted after
+    SIGTERM/SIGINT (a checkpoint of the current step is written first), and ValueError
+    (CheckpointError, RunDirError) for a run directory or checkpoint that cannot be used.
     """
+    check_config(cfg)
     run_dir = Path(run_dir)
     proc, device = distributed.setup(cfg.device)
+    try:
+        with run_lock.locked(run_dir) if proc.main else nullcontext(), signals.stop_requests() as stop:
+            return _train(model, data, cfg, run_dir, proc, device, stop, resume, evaluate, progress)
+    finally:
+        distributed.teardown(proc)
+
+
+def _train(model: DiffusionForcingModel, data: Sequences, cfg: TrainConfig, run_dir: Path,
+           proc: distributed.Process, device: torch.device, stop: signals.StopRequest, resume: bool,
+           evaluate: Evaluate | None, progress: bool) -> DiffusionForcingModel:
+    if proc.main:
+        checkpoint.clean(run_dir)      # safe: the lock says no other process writes here
+    distributed.barrier(proc)          # the other ranks look for checkpoints only after the clean-up
     found = checkpoint.latest(run_dir)
     if found is not None and not resume:
         raise ValueError(f"{run_dir} already holds checkpoints; resume with --resume or choose another output directory")
@@ -97,17 +126,18 @@ def train(
         log.info("resumed from %s (step %d)", found, start)
     net = DistributedDataParallel(model) if proc.world > 1 else model
     order = BatchOrder(data, cfg.batch_size, proc, cfg.seed)
-    logger = MetricsLogger(run_dir, cfg.tensorboard, resume_from=start if found else None) if proc.main else None
+    logger = MetricsLogger(run_dir, cfg.tensorboard, resume_from=start) if proc.main else None
     autocast = (torch.autocast("cuda", torch.bfloat16) if cfg.bf16 and device.type == "cuda" else nullcontext())
     bar = _progress(start, cfg.steps, progress and proc.main)
+    save = (lambda done: checkpoint.save(run_dir, done, model, ema.model, opt, cfg.keep_checkpoints)
+            if proc.main else None)
+    params = list(model.parameters())     # listed once: walking the module tree every step costs more than the check
     tic = time.time()
     try:
         for step in range(start, cfg.steps):
-            loss = _train_step(model, net, opt, data, order(step), step, cfg, proc, device, autocast)
-            if not math.isfinite(loss):  # checkpoints are only ever written after finite steps
-                good = checkpoint.latest(run_dir)
-                where = f"the last good checkpoint {good} is untouched" if good else "no checkpoint was written"
-                raise TrainingDiverged(f"loss became {loss} at step {step + 1}; stopping ({where})")
+            asked = bool(stop.signum) or not distributed.parent_alive(proc)
+            loss, stopping = _train_step(model, net, opt, data, order(step), step, cfg, proc, device, autocast, asked)
+            _check_finite(loss, checkpoint.finite(params), step + 1, run_dir)   # replicas are equal: all agree
             ema.update(model, step)
             done = step + 1
             bar.update(1)
@@ -117,24 +147,48 @@ def train(
             if evaluate and cfg.eval_every and done % cfg.eval_every == 0 and proc.main:
                 metrics = evaluate(ema.model, done)
                 logger.log(done, {f"eval/{k}": v for k, v in metrics.items()})
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                if proc.main:
-                    checkpoint.save(run_dir, done, model, ema.model, opt, cfg.keep_checkpoints)
+            due = done % cfg.checkpoint_every == 0 or done == cfg.steps
+            if due or (stopping and done < cfg.steps):
+                save(done)
                 distributed.barrier(proc)
+            if stopping and done < cfg.steps:   # at the last step, finishing is the faster way out
+                raise _interrupted(stop.signum or signal.SIGTERM, done, cfg.steps, run_dir)
         if proc.main:
             ema.model.save_pretrained(run_dir / "model")
     finally:
         bar.close()
         if logger:
             logger.close()
-        distributed.teardown(proc)
     return ema.model
+
+
+def _check_finite(loss: float, weights_finite: bool, step: int, run_dir: Path) -> None:
+    """Stop before anything is written when the loss (before the update) or the weights (after it) are not finite."""
+    if math.isfinite(loss) and weights_finite:
+        return
+    what = f"loss became {loss}" if not math.isfinite(loss) else "the weights became non-finite after the update"
+    try:
+        good = checkpoint.latest(run_dir)
+    except CheckpointError:
+        good = None
+    where = f"the last good checkpoint {good} is untouched" if good else "no checkpoint was written"
+    raise TrainingDiverged(f"{what} at step {step}; stopping ({where})")
+
+
+def _interrupted(signum: int, done: int, steps: int, run_dir: Path) -> TrainingInterrupted:
+    where = checkpoint.checkpoints_dir(run_dir) / f"step-{done:08d}"
+    return TrainingInterrupted(signum, f"stopped by {TrainingInterrupted.name(signum)} at step {done} of {steps}; "
+                                       f"saved {where}; continue with --resume")
 
 
 def _train_step(model: DiffusionForcingModel, net: torch.nn.Module, opt: torch.optim.Optimizer, data: Sequences,
                 index: torch.Tensor, step: int, cfg: TrainConfig, proc: distributed.Process,
-                device: torch.device, autocast: Any) -> float:
-    """One optimisation step; returns the loss averaged over processes."""
+                device: torch.device, autocast: Any, stop: bool) -> tuple[float, bool]:
+    """One optimisation step; returns (loss averaged over processes, whether any process asked to stop).
+
+    The stop request rides on the loss all-reduce, so every process learns of it in the
+    same step at no extra cost and all of them stop after that step.
+    """
     for group in opt.param_groups:
         group["lr"] = learning_rate(step, cfg)
     x0, cond, mask = data.batch(index)
@@ -143,15 +197,17 @@ def _train_step(model: DiffusionForcingModel, net: torch.nn.Module, opt: torch.o
     model.train()
     with autocast:
         loss = net(move(x0), move(k), move(noise), move(mask), move(cond))
-    mean_loss = float(distributed.mean_across(loss.detach().float(), proc))
+    value = loss.detach().float()
+    mean_loss, asked = distributed.mean_across(torch.stack([value, value.new_tensor(float(stop))]), proc).tolist()
+    stopping = asked > 0
     if not math.isfinite(mean_loss):
-        return mean_loss        # every process sees the same mean, so all stop together
+        return mean_loss, stopping   # every process sees the same mean, so all stop together
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
-    return mean_loss
+    return mean_loss, stopping
 
 
 def _progress(start: int, total: int, enabled: bool) -> Any:

@@ -2,8 +2,9 @@
 
 * ``forecasting``: backtest CRPS-sum (seed mean, 95% bootstrap interval over windows and
   seeds) of every method on every dataset, best per dataset in bold;
-* ``forecasting-paired``: CRPS-sum(df) - CRPS-sum(baseline), 95% interval; "✓" where the
-  whole interval lies below zero (df better), "✗" where it lies above;
+* ``forecasting-paired``: CRPS-sum(df) - CRPS-sum(method), 95% interval; "✓" where the
+  whole interval lies below zero (df better), "✗" where it lies above; ``forecasting-paired-ensemble``
+  the same for ``df_ensemble`` against the baselines;
 * ``forecasting-paper``: the paper's protocol (true previous values fed at every step)
   next to the honest numbers, on Exchange's 5 standard test windows;
 * :func:`headline`: the README's forecasting row.
@@ -23,6 +24,7 @@ METHODS = (
     ("df", "**df** (Diffusion Forcing)"),
     ("tf", "tf (teacher forcing, TimeGrad-like)"),
     ("fs", "fs (full sequence)"),
+    ("df_ensemble", "df_ensemble (the 5 seeds' df models together)"),
     ("deepar", "deepar (GluonTS, tuned on validation)"),
     ("last_value", "last value"),
     ("random_walk", "random walk, independent Gaussian"),
@@ -68,24 +70,38 @@ def table(root: Path) -> str:
     return markdown(header, rows)
 
 
+BASELINES = ("deepar", "last_value", "random_walk", "random_walk_correlated", "random_walk_bootstrap",
+             "seasonal_naive")
+
+
 def paired(root: Path) -> str:
-    """Rows: baselines; columns: datasets; cells: df - baseline with its interval and verdict."""
+    """Rows: every other method; columns: datasets; cells: df - method with its interval and verdict."""
+    return _paired_table(root, "df", lambda m: m["paired"], [m for m, _ in METHODS[1:]])
+
+
+def paired_ensemble(root: Path) -> str:
+    """The same for the ensemble of the seeds' DF models against the baselines."""
+    return _paired_table(root, "df_ensemble", lambda m: m.get("paired_other", {}).get("df_ensemble", {}), BASELINES)
+
+
+def _paired_table(root: Path, reference: str, pairs_of: Any, compared: Any) -> str:
     present = _present(root)
     if not present:
-        return markdown(["baseline"], [[MISSING]])
-    header = ["df − baseline (CRPS-sum)", *(label for _, label, _ in present)]
+        return markdown([f"{reference} − baseline"], [[MISSING]])
+    labels = dict(METHODS)
+    header = [f"{reference} − method (CRPS-sum)", *(label for _, label, _ in present)]
     rows = []
-    for method, label in METHODS[1:]:
+    for method in compared:
         cells = []
         for _, _, r in present:
-            pair = r["metrics"]["paired"].get(method)
+            pair = pairs_of(r["metrics"]).get(method)
             cells.append(MISSING if pair is None else f"{_interval(pair, 5, signed=True)} {verdict(pair)}")
-        rows.append([label, *cells])
+        rows.append([labels[method], *cells])
     wins = []
     for _, _, r in present:
-        pairs = r["metrics"]["paired"].values()
+        pairs = [p for m, p in pairs_of(r["metrics"]).items() if m in BASELINES]
         wins.append(f"{sum(verdict(p) == '✓' for p in pairs)} of {len(pairs)}")
-    rows.append(["**baselines df beats (interval below 0)**", *wins])
+    rows.append([f"**baselines {reference} beats (interval below 0)**", *wins])
     return markdown(header, rows)
 
 
@@ -119,7 +135,7 @@ def headline(root: Path) -> list[str]:
     if not r:
         return ["Forecasting, Exchange", "CRPS-sum (↓)", PAPER, MISSING, MISSING]
     m = r["metrics"]
-    best = min((k for k in m["paired"]), key=lambda k: m["crps_sum"][k]["mean"])
+    best = min((k for k in m["paired"] if k in BASELINES), key=lambda k: m["crps_sum"][k]["mean"])
     ours = (f"{m['crps_sum']['df']['mean']:.4f} honest ({m['windows']}-window backtest; best baseline {best} "
             f"{m['crps_sum'][best]['mean']:.4f}, paired {_interval(m['paired'][best], 5, signed=True)})")
     paper = load(root / "results" / "forecasting" / "exchange_rate_nips-df-paper-protocol.json")

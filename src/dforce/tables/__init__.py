@@ -32,6 +32,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "planning": planning.table,
     "forecasting": forecasting.table,
     "forecasting-paired": forecasting.paired,
+    "forecasting-paired-ensemble": forecasting.paired_ensemble,
     "forecasting-paper": forecasting.paper_protocol,
     "likelihood": synthetic.likelihood,
     "compositional": synthetic.compositional,

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from . import flags
+from .config import CHOICES
+
 log = logging.getLogger("dforce")
 
 # `dforce eval NAME`: each module offers add_arguments(parser) and run(args) -> list[Path].
@@ -21,6 +24,8 @@ EVALS = {
     "imitation": ("dforce.imitation.evaluate", "cued Maze2D imitation: DF with memory vs memoryless and teacher forcing, corrupted observations"),
 }
 
+SCHEDULINGS = CHOICES["sampling.scheduling"]
+
 # `dforce data NAME`: same interface, for datasets that are generated or checked.
 DATASETS = {
     "maze2d": ("dforce.tasks.maze2d_data", "regenerate (or load) a D4RL Maze2D random-walk dataset; --check its statistics"),
@@ -29,8 +34,34 @@ DATASETS = {
 }
 
 
+class UsageError(ValueError):
+    """A command line argparse refused; ``prog`` is the (sub)command it belongs to."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and bounded numbers.
+
+    ``error`` raises instead of printing the usage and exiting, so :func:`main` reports a
+    bad flag like any other bad input. Plain ``type=int``/``type=float`` flags, in every
+    subcommand (the eval and data modules add their own), parse through
+    :func:`flags.bounded_int`/:func:`flags.finite_float`: no NaN, inf or 20-digit integers.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("type", int, flags.bounded_int)
+        self.register("type", float, flags.finite_float)
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(self.prog, message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dforce", description="Diffusion Forcing: train, sample and inspect sequence diffusion models.")
+    p = _Parser(prog="dforce", description="Diffusion Forcing: train, sample and inspect sequence diffusion models.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a model from a YAML config (or 'default') with key=value overrides")
@@ -44,32 +75,35 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="roll a trained model out from held-out context; writes samples and a plot")
     s.add_argument("checkpoint", type=Path, help="a model directory (config.json + model.safetensors)")
-    s.add_argument("--length", "--frames", type=int, default=None,
+    s.add_argument("--length", "--frames", type=flags.int_in(1, flags.MAX_TOKENS), default=None,
                    help="tokens (frames) to generate (default: 10x the training length)")
-    s.add_argument("--context", type=int, default=4, help="real tokens given as context")
-    s.add_argument("--batch", type=int, default=8)
-    s.add_argument("--scheduling", default=None, help="full_sequence, autoregressive, pyramid or trapezoid")
-    s.add_argument("--slope", type=float, default=None)
-    s.add_argument("--steps", type=int, default=None, help="sampling steps per token")
-    s.add_argument("--chunk", type=int, default=None, help="tokens denoised together")
-    s.add_argument("--stabilization", type=int, default=None, help="noise level generated context is committed at")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--context", type=flags.int_in(1, flags.MAX_TOKENS), default=4, help="real tokens given as context")
+    s.add_argument("--batch", type=flags.int_in(1, flags.MAX_BATCH), default=8)
+    s.add_argument("--scheduling", default=None, choices=SCHEDULINGS, help=", ".join(SCHEDULINGS))
+    s.add_argument("--slope", type=flags.float_in(0, flags.MAX_SLOPE), default=None)
+    s.add_argument("--steps", type=flags.int_in(1, flags.MAX_STEPS), default=None,
+                   help="sampling steps per token (at most the model's diffusion levels)")
+    s.add_argument("--chunk", type=flags.int_in(1, flags.MAX_TOKENS), default=None, help="tokens denoised together")
+    s.add_argument("--stabilization", type=flags.non_negative_int, default=None,
+                   help="noise level generated context is committed at")
+    s.add_argument("--seed", type=flags.seed, default=0)
     s.add_argument("--gif", type=Path, help="video models: GIF of generated | ground truth (default OUT/samples.gif)")
     s.add_argument("--out", type=Path, default=Path("outputs/sample"))
 
     f = sub.add_parser("forecast", help="forecast every test window of a dataset with a trained forecaster")
     f.add_argument("checkpoint", type=Path, help="a forecasting model directory (e.g. runs/exchange/best)")
     f.add_argument("--dataset", help="GluonTS name, archive, directory or CSV (default: the training dataset)")
-    f.add_argument("--samples", type=int, help="sample paths per window (default: the training config's)")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--samples", type=flags.int_in(1, flags.MAX_BATCH),
+                   help="sample paths per window (default: the training config's)")
+    f.add_argument("--seed", type=flags.seed, default=0)
     f.add_argument("--plot", action="store_true", help="write a fan chart per test window")
     f.add_argument("--out", type=Path, default=Path("outputs/forecast"))
 
     m = sub.add_parser("schedule", help="print (and plot) a scheduling matrix")
     m.add_argument("name", help="full_sequence, autoregressive, pyramid or trapezoid")
-    m.add_argument("--horizon", type=int, default=8)
-    m.add_argument("--steps", type=int, default=10)
-    m.add_argument("--slope", type=float, default=1.0)
+    m.add_argument("--horizon", type=flags.int_in(1, 10_000), default=8)
+    m.add_argument("--steps", type=flags.int_in(1, 10_000), default=10)
+    m.add_argument("--slope", type=flags.float_in(0, flags.MAX_SLOPE), default=1.0)
     m.add_argument("--plot", type=Path, help="write a heatmap PNG here")
 
     sub.add_parser("models", help="list the shipped checkpoints (the model zoo): name, task, size, score, command")
@@ -91,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="train a small model on synthetic oscillators and write plots to outputs/demo")
     d.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    d.add_argument("--steps", type=int, default=None, help="training steps (default: the embedded config's)")
+    d.add_argument("--steps", type=flags.positive_int, default=None,
+                   help="training steps (default: the embedded config's)")
     d.add_argument("--no-progress", action="store_true")
     d.add_argument("--results", type=Path, help="also write the summary JSON here (e.g. results/demo/oscillators.json)")
     d.add_argument("--exchange-data", help="Exchange dataset for the forecast step (name, archive or directory; "
@@ -165,12 +200,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_video_checkpoint(directory: Path) -> bool:
-    """Whether a model directory's config.json names a video dataset (False when unreadable)."""
+def _is_video_checkpoint(name: Path) -> bool:
+    """Whether a model directory's (or zoo name's) config.json names a video dataset (False when unreadable:
+    the image path's loader then reports what is wrong)."""
     import json
 
+    from .zoo import resolve
+
     try:
-        meta = json.loads((Path(directory) / "config.json").read_text())
+        meta = json.loads((resolve(name) / "config.json").read_text())
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("extra", {}).get("data", {}).get("name") in ("moving_mnist", "atari")
@@ -253,29 +291,72 @@ COMMANDS = {"eval": cmd_eval, "data": cmd_data, "train": cmd_train, "sample": cm
             "tables": cmd_tables}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit code (0 ok, 1 training diverged, 2 bad input, 128+N stopped by signal N)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
-    args.command_line = ["dforce", *argv]  # recorded in results files
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    from .train import TrainingDiverged, TrainingInterrupted
+# Failures of the input (arguments, configs, files, devices, sizes): one line, exit 2.
+USER_ERRORS = (ValueError, TypeError, OSError, ImportError, OverflowError, MemoryError)
+TAKES_OVERRIDES = ("train", "show-config")
 
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; ``key=value`` overrides may also follow flags (``train c.yaml --no-progress a=1``)."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse fills the overrides positional before the first flag only; what follows comes back as extra
+    if args.command in TAKES_OVERRIDES and all("=" in item and not item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        raise UsageError(f"dforce {args.command}", f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 ok, 1 training diverged, 2 bad input, 128+N stopped by signal N).
+
+    The one error boundary: every failure is a single line ``dforce <command>: ...`` on stderr,
+    never a traceback (``DFORCE_DEBUG=1`` re-raises unexpected errors to show one).
+    """
+    import os
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = "dforce"
     try:
-        return COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"dforce {args.command}: error: {err}", file=sys.stderr)
+        args = _parse(argv)
+        prog = " ".join(["dforce", args.command, *([getattr(args, "task", None) or getattr(args, "dataset", "")]
+                                                   if args.command in ("eval", "data") else [])])
+        args.command_line = ["dforce", *argv]  # recorded in results files
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        from .train import TrainingDiverged, TrainingInterrupted
+
+        try:
+            return COMMANDS[args.command](args)
+        except TrainingDiverged as err:
+            print(f"{prog}: {_one_line(err)}", file=sys.stderr)
+            return 1
+        except TrainingInterrupted as err:
+            print(f"{prog}: {_one_line(err)}", file=sys.stderr)
+            return err.exit_code
+    except UsageError as err:
+        print(f"{err.prog}: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except TrainingDiverged as err:
-        print(f"dforce {args.command}: {err}", file=sys.stderr)
-        return 1
-    except TrainingInterrupted as err:
-        print(f"dforce {args.command}: {err}", file=sys.stderr)
-        return err.exit_code
+    except USER_ERRORS as err:
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"dforce {args.command}: interrupted (SIGINT)", file=sys.stderr)
+        print(f"{prog}: interrupted (SIGINT)", file=sys.stderr)
         return 130
+    except Exception as err:   # a bug, or a library failing on input we did not foresee: still one line
+        if os.environ.get("DFORCE_DEBUG"):
+            raise
+        print(f"{prog}: internal error: {type(err).__name__}: {_one_line(err)} "
+              "(DFORCE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
+
+
+def _one_line(err: BaseException) -> str:
+    """A message on one line: torch, safetensors and OmegaConf errors span several."""
+    from .train.errors import one_line
+
+    return one_line(err)
 
 
 def entry() -> None:

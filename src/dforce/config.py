@@ -10,6 +10,7 @@ defaults of these dataclasses are the embedded demo configuration.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -210,10 +211,21 @@ POSITIVE = (
     "planning.frame_stack", "planning.dataset_steps", "planning.mcg_samples", "planning.replan_every",
     "video.frames", "video.frame_skip", "imitation.frame_stack", "imitation.demos",
 )
-NON_NEGATIVE = ("sampling.slope", "sampling.eta", "sampling.stabilization", "data.noise", "train.weight_decay",
+NON_NEGATIVE = ("sampling.slope", "sampling.stabilization", "data.noise", "train.weight_decay",
                 "train.warmup", "train.grad_clip", "train.eval_every", "forecast.max_lag", "forecast.backtest_windows",
                 "planning.guidance_scale", "imitation.action_noise")
 UNIT_INTERVAL = ("diffusion.fused_decay", "diffusion.clean_prob", "train.ema_decay", "imitation.unknown_max_rate")
+CLOSED_UNIT_INTERVAL = ("sampling.eta",)     # eta=1 is DDPM-like ancestral noise, still a valid DDIM step
+
+# Sizes refused before anything is allocated: a typo such as model.width=100000 or
+# train.steps=2**64 should fail in a second with a message, not after minutes of
+# swapping or with a C++ overflow. The bounds are far above every shipped config.
+MAX_INT = 2**31 - 1                 # any integer setting (torch and numpy index with int64, loops count steps)
+MAX_PARAMETERS = 1_000_000_000      # backbone parameters (4 GB of float32 weights, ~16 GB with Adam and EMA)
+MAX_LEVELS = 100_000                # diffusion.levels: the schedule tables hold one entry per level
+MAX_SLOPE = 1_000.0                 # sampling.slope: the scheduling matrix grows by (chunk - 1) * slope rows
+MAX_CHUNK = 4_096                   # sampling.chunk: tokens denoised together (one matrix column each)
+MAX_DATA_TOKENS = 2**27             # data.sequences * data.length generated in memory
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -224,6 +236,7 @@ def _get(cfg: Any, dotted: str) -> Any:
 
 def check(cfg: RunConfig) -> RunConfig:
     """Raise ValueError for any value outside its allowed set or range; return cfg."""
+    _check_numbers(cfg)
     for key, allowed in CHOICES.items():
         if _get(cfg, key) not in allowed:
             raise ValueError(f"{key}={_get(cfg, key)!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
@@ -238,6 +251,10 @@ def check(cfg: RunConfig) -> RunConfig:
     for key in UNIT_INTERVAL:
         if not 0 <= _get(cfg, key) < 1:
             raise ValueError(f"{key}={_get(cfg, key)} must lie in [0, 1)")
+    for key in CLOSED_UNIT_INTERVAL:
+        if not 0 <= _get(cfg, key) <= 1:
+            raise ValueError(f"{key}={_get(cfg, key)} must lie in [0, 1]")
+    _check_sizes(cfg)
     if cfg.sampling.stabilization > cfg.diffusion.levels:
         raise ValueError(f"sampling.stabilization={cfg.sampling.stabilization} exceeds diffusion.levels={cfg.diffusion.levels}")
     if cfg.data.length < 2:
@@ -273,20 +290,112 @@ def check(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def _bound(key: str) -> str:
+    """The allowed range of a numeric key, as a message fragment."""
+    if key in POSITIVE:
+        return "> 0"
+    if key in NON_NEGATIVE:
+        return ">= 0"
+    if key in UNIT_INTERVAL:
+        return "in [0, 1)"
+    if key in CLOSED_UNIT_INTERVAL:
+        return "in [0, 1]"
+    return "a finite number"
+
+
+def _numbers(cfg: Any, prefix: str = ""):
+    """(dotted key, value) of every int or float leaf of a config (bools excluded)."""
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            yield from _numbers(value, key + ".")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield key, value
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    """NaN/inf in any float and integers past MAX_INT (NaN passes every `<` test, so it is caught first)."""
+    for key, value in _numbers(cfg):
+        if isinstance(value, float) and not math.isfinite(value):
+            bound = _bound(key)
+            raise ValueError(f"{key}={value} must be finite" + ("" if bound == "a finite number" else f" and {bound}"))
+        if isinstance(value, int) and abs(value) > MAX_INT:
+            raise ValueError(f"{key}={value} is out of range; integers must lie within +-{MAX_INT}")
+
+
+def parameter_estimate(model: ModelConfig, token_shape: tuple[int, ...] = (1,), cond_dim: int = 0) -> int:
+    """Approximate backbone parameter count from width, depth and token shape (within ~2x; see tests).
+
+    rnn: two MLPs and a GRU of 6 w^2 per layer; transformer: 12 w^2 per block; frames: a
+    conv U-Net whose 3x3 convolutions at widths w and 2w sum to about 835 w^2 (depth unused).
+    """
+    w, d = model.width, model.depth
+    feat = math.prod(token_shape) if model.backbone != "frames" else token_shape[0]
+    match model.backbone:
+        case "rnn":
+            return 6 * w * w * d + 5 * w * w + (feat + cond_dim) * w + w * feat
+        case "transformer":
+            return 12 * w * w * d + 4 * w * w + (feat + cond_dim) * w + w * feat
+        case _:
+            return 835 * w * w + 16 * w * cond_dim + 18 * w * feat
+
+
+def _check_sizes(cfg: RunConfig) -> None:
+    """Refuse configurations too large to allocate, before anything is built (see MAX_*)."""
+    shape = (3, cfg.video.size, cfg.video.size) if cfg.model.backbone == "frames" else (1,)
+    params = parameter_estimate(cfg.model, shape)
+    if params > MAX_PARAMETERS:
+        raise ValueError(f"model.width={cfg.model.width}, model.depth={cfg.model.depth} make a {cfg.model.backbone} "
+                         f"of about {params:.3g} parameters; the limit is {MAX_PARAMETERS:.0e}")
+    if cfg.diffusion.levels > MAX_LEVELS:
+        raise ValueError(f"diffusion.levels={cfg.diffusion.levels} exceeds the limit of {MAX_LEVELS}")
+    if cfg.sampling.steps > cfg.diffusion.levels:
+        raise ValueError(f"sampling.steps={cfg.sampling.steps} exceeds diffusion.levels={cfg.diffusion.levels} "
+                         "(each sampling step must lower the noise by at least one level)")
+    if cfg.sampling.slope > MAX_SLOPE:
+        raise ValueError(f"sampling.slope={cfg.sampling.slope} exceeds the limit of {MAX_SLOPE:g}")
+    if cfg.sampling.chunk > MAX_CHUNK:
+        raise ValueError(f"sampling.chunk={cfg.sampling.chunk} exceeds the limit of {MAX_CHUNK}")
+    tokens = cfg.data.sequences * cfg.data.length
+    if tokens > MAX_DATA_TOKENS:
+        raise ValueError(f"data.sequences={cfg.data.sequences} x data.length={cfg.data.length} = {tokens} tokens "
+                         f"exceeds the limit of {MAX_DATA_TOKENS}")
+
+
 def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """A checked RunConfig from a (partial) nested dict and dotted ``key=value`` overrides."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    if not isinstance(data, dict):
+        raise ValueError(f"a configuration must be a mapping of sections, got {type(data).__name__}")
+    dotlist = OmegaConf.create()
     for item in overrides:
-        if "=" not in item or item.startswith("="):
-            raise ValueError(f"override {item!r} must look like key=value (e.g. model.width=256)")
+        dotlist = OmegaConf.merge(dotlist, _parse_override(item))
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), data, OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), data, dotlist)
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise ValueError(_one_line(err)) from None
     return check(cfg)  # type: ignore[arg-type]
+
+
+def _parse_override(item: str) -> Any:
+    """One ``key=value`` override as an OmegaConf node; the value is parsed as YAML (a number, list, ...)."""
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if "=" not in item or item.startswith("="):
+        raise ValueError(f"override {item!r} must look like key=value (e.g. model.width=256)")
+    try:
+        return OmegaConf.from_dotlist([item])
+    except yaml.YAMLError as err:   # '@x', a tab, an undefined alias '*a' ...
+        problem = getattr(err, "problem", None) or _one_line(err)
+        raise ValueError(f"override {item!r}: the value is not valid YAML ({problem}); "
+                         "quote it or pass a plain number, word or list") from None
+    except OmegaConfBaseException as err:
+        raise ValueError(f"override {item!r}: {_one_line(err)}") from None
 
 
 def _one_line(err: Exception) -> str:

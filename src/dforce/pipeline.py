@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from . import atomic
-from .config import DiffusionConfig, ModelConfig, SamplingConfig, from_dict
+from .config import MAX_PARAMETERS, DiffusionConfig, ModelConfig, SamplingConfig, from_dict, parameter_estimate
 from .data.normalizer import Normalizer
 from .diffusion import NoiseSchedule, by_name, diffusion_forcing_loss, rollout, training_levels
 from .diffusion.guidance import HistoryGuidance
@@ -25,6 +25,30 @@ from .models import CausalTransformer, FrameDenoiser, GRUDenoiser, Recompute
 
 FORMAT = "dforce-model"
 FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model directory file (config.json, model.safetensors) that is unreadable, corrupted or
+    does not fit its config; the message names the file. A ValueError, so the CLI prints one line."""
+
+    def __init__(self, path: str | Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+
+
+def torch_device(name: str | torch.device) -> torch.device:
+    """``name`` as a torch device that exists here; ValueError for unknown names or absent CUDA/MPS."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {str(name)!r} is not a torch device (cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(name)!r}: CUDA is not available on this machine; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(name)!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(name)!r}: MPS is not available on this machine; use cpu")
+    return device
 
 
 def token_and_element_masks(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
@@ -103,7 +127,12 @@ class DiffusionForcingModel(nn.Module):
                           slope: float | None = None) -> Tensor:
         """A scheduling matrix (M, H) from the sampling defaults, any argument overridden."""
         s = self.sampling_cfg
-        return by_name(name or s.scheduling, horizon or s.chunk, steps or s.steps, s.slope if slope is None else slope)
+        steps = s.steps if steps is None else steps   # `steps or s.steps` would turn an explicit 0 into the default
+        if steps > self.schedule.levels:
+            raise ValueError(f"steps={steps} exceeds the model's diffusion levels ({self.schedule.levels}): "
+                             "each sampling step must lower the noise by at least one level")
+        return by_name(s.scheduling if name is None else name, s.chunk if horizon is None else horizon, steps,
+                       s.slope if slope is None else slope)
 
     @torch.no_grad()
     def rollout(
@@ -180,18 +209,81 @@ class DiffusionForcingModel(nn.Module):
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "DiffusionForcingModel":
         """Load a directory written by :meth:`save_pretrained`, a zoo name (``dforce models``,
         e.g. ``"maze2d-umaze"``) or ``hf://owner/repo[@revision]``."""
-        from safetensors.torch import load_file
-
         from .zoo import resolve
 
         directory = atomic.recover(resolve(directory))
         config_path, weights_path = directory / "config.json", directory / "model.safetensors"
         if not config_path.is_file() or not weights_path.is_file():
             raise ValueError(f"{str(directory)!r} is not a dforce model directory (needs config.json and model.safetensors)")
-        meta = json.loads(config_path.read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{config_path}: format {meta.get('format')!r} is not {FORMAT!r}")
-        cfg = from_dict({key: meta[key] for key in ("model", "diffusion", "sampling")})
-        model = cls(tuple(meta["token_shape"]), meta["cond_dim"], cfg.model, cfg.diffusion, cfg.sampling, meta.get("extra"))
-        model.load_state_dict(load_file(str(weights_path)))
-        return model.to(device).eval()
+        meta = read_model_config(config_path)
+        try:
+            cfg = from_dict({key: meta[key] for key in ("model", "diffusion", "sampling")})
+        except ValueError as err:
+            raise ModelFileError(config_path, str(err)) from None
+        shape, cond_dim = tuple(meta["token_shape"]), meta["cond_dim"]
+        params = parameter_estimate(cfg.model, shape, cond_dim)
+        if params > MAX_PARAMETERS:   # before allocating: a config.json can name any size
+            raise ModelFileError(config_path, f"describes a model of about {params:.3g} parameters "
+                                              f"(limit {MAX_PARAMETERS:.0e})")
+        try:
+            model = cls(shape, cond_dim, cfg.model, cfg.diffusion, cfg.sampling, meta.get("extra"))
+        except ValueError as err:
+            raise ModelFileError(config_path, str(err)) from None
+        model.load_state_dict(read_weights(weights_path, model))
+        return model.to(torch_device(device)).eval()
+
+
+def read_model_config(path: Path) -> dict[str, Any]:
+    """``config.json`` of a model directory, checked for the keys and types ``from_pretrained`` reads."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelFileError(path, f"cannot be read ({_one_line(err)})") from None
+    except json.JSONDecodeError as err:
+        raise ModelFileError(path, f"is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(path, f"the top level must be an object, got {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(path, f"format {meta.get('format')!r} is not {FORMAT!r}")
+    version = meta.get("format_version")
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:   # type(): True is an int too
+        raise ModelFileError(path, f"format_version {version!r} is not supported (this dforce reads "
+                                   f"{', '.join(map(str, range(1, FORMAT_VERSION + 1)))})")
+    for key in ("token_shape", "cond_dim", "model", "diffusion", "sampling"):
+        if key not in meta:
+            raise ModelFileError(path, f"missing key {key!r}")
+    shape = meta["token_shape"]
+    if not isinstance(shape, list) or not shape or not all(type(n) is int and n >= 1 for n in shape):
+        raise ModelFileError(path, f"token_shape must be a non-empty list of positive integers, got {shape!r}")
+    if type(meta["cond_dim"]) is not int or meta["cond_dim"] < 0:
+        raise ModelFileError(path, f"cond_dim must be a non-negative integer, got {meta['cond_dim']!r}")
+    for key in ("model", "diffusion", "sampling", "extra"):
+        if key in meta and not isinstance(meta[key], dict) and not (key == "extra" and meta[key] is None):
+            raise ModelFileError(path, f"{key!r} must be an object, got {type(meta[key]).__name__}")
+    return meta
+
+
+def read_weights(path: Path, model: nn.Module) -> dict[str, Tensor]:
+    """``model.safetensors`` as a state dict that fits ``model`` exactly, every float finite."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as err:   # SafetensorError (truncated, zeroed, random bytes) derives from Exception only
+        raise ModelFileError(path, f"is not a readable safetensors file ({_one_line(err)})") from None
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelFileError(path, f"does not match config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise ModelFileError(path, f"{name} has shape {tuple(tensor.shape)} but config.json needs "
+                                       f"{tuple(expected[name].shape)}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ModelFileError(path, f"{name} holds NaN or infinite values; the weights are unusable")
+    return state
+
+
+def _one_line(err: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

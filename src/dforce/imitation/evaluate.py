@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import flags
 from .corruption import KINDS, Corruption
 from .policy import METHODS
 
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None,
                         help="episode e uses default_rng([seed, e]); sampling seed (default 0; 40000 with --matrix)")
     parser.add_argument("--batch", type=int, default=200, help="episodes run together (default 200)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--device", type=flags.device, default="cpu", help="torch device (default cpu)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, default=None,
                        help=f"results JSON (default {DEFAULT_OUT}/<tag>.json; a directory with --matrix)")

@@ -112,7 +112,7 @@ def sample_run(checkpoint: Path, out: Path, *, length: int | None = None, contex
 
     model = DiffusionForcingModel.from_pretrained(checkpoint)
     data_cfg = DataConfig(**model.extra.get("data", {}))
-    length = length or 10 * data_cfg.length
+    length = 10 * data_cfg.length if length is None else length   # not `or`: an explicit 0 is an error
     if context < 1 or batch < 1 or length < 1:
         raise ValueError(f"need context, batch and length >= 1; got {context}, {batch}, {length}")
     real = held_out(data_cfg, batch, context + length)

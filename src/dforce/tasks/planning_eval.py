@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import flags
 from .planning import METHODS, PD_GAINS
 
 
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slope", type=float, default=None, help="pyramid slope (default: the model's)")
     parser.add_argument("--horizon", type=int, default=None, help="maximum plan tokens (default: the training window)")
     parser.add_argument("--max-steps", type=int, default=None, help="episode length (default D4RL's 300/600/800)")
-    parser.add_argument("--device", default="cpu", help="torch device for the planner (default cpu)")
+    parser.add_argument("--device", type=flags.device, default="cpu", help="torch device for the planner (default cpu)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results JSON (default results/planning/<env>[-multi]-<method>.json)")
     parser.add_argument("--no-pictures", action="store_true", help="skip the PNG and the GIF")

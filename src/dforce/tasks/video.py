@@ -231,7 +231,7 @@ def sample_video(checkpoint: Path, gif: Path | None, out: Path, *, frames: int |
     if not is_video(model):
         raise ValueError(f"{checkpoint} was not trained on video data ({', '.join(VIDEO_DATA)})")
     data, video = DataConfig(**model.extra["data"]), VideoConfig(**model.extra.get("video", {}))
-    frames = frames or 10 * data.length
+    frames = 10 * data.length if frames is None else frames   # not `or`: an explicit 0 is an error, not the default
     if context < 1 or batch < 1 or frames < 1:
         raise ValueError(f"need context, batch and frames >= 1; got {context}, {batch}, {frames}")
     real, cond = held_out(data, video, batch, context + frames, seed)

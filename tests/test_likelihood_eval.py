@@ -27,9 +27,9 @@ def tiny_runs(tmp_path_factory):
 
 def test_eval_likelihood_writes_json_and_plot(tiny_runs, capsys):
     root, runs = tiny_runs
-    out = root / "lik.json"
+    out = root / "lik" / "linear_gaussian.json"
     argv = ["eval", "likelihood", "--checkpoints", f"df={runs['df']}", str(runs["tf"].parent), "--sequences", "6",
-            "--lengths", "1,3,8", "--draws", "2", "--out", str(out)]
+            "--lengths", "1,3,8", "--draws", "2", "--out", str(out.parent)]
     assert main(argv) == 0
     record = json.loads(out.read_text())
     assert out.with_suffix(".png").is_file() and record["plot"] == str(out.with_suffix(".png"))

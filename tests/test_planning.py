@@ -196,16 +196,16 @@ def test_pd_tracker_drives_the_ball_to_a_nearby_waypoint():
 # ---- `dforce eval planning` ------------------------------------------------------------------------
 
 def test_eval_planning_end_to_end(tiny_model, tmp_path, capsys):
-    out = tmp_path / "planning" / "umaze-df.json"
+    out = tmp_path / "planning" / "maze2d-umaze-df.json"
     code = main(["eval", "planning", "--env", "maze2d-umaze", "--episodes", "2", "--seed", "0", "--batch", "2",
-                 "--checkpoint", str(tiny_model), "--method", "df", "--max-steps", "12", "--out", str(out),
+                 "--checkpoint", str(tiny_model), "--method", "df", "--max-steps", "12", "--out", str(out.parent),
                  "--no-progress"])
     assert code == 0
     record = json.loads(out.read_text())
     m = record["metrics"]
     assert m["episodes"] == 2 and len(m["scores"]) == 2 and np.isfinite(m["score_mean"])
     assert record["protocol"]["method"] == "df" and record["protocol"]["replan_every"] == 4
-    assert out.with_suffix(".png").is_file() and (tmp_path / "planning" / "umaze-df-mpc.gif").is_file()
+    assert out.with_suffix(".png").is_file() and (tmp_path / "planning" / "maze2d-umaze-df-mpc.gif").is_file()
     assert "normalized score" in capsys.readouterr().out
 
 

@@ -137,11 +137,11 @@ def run(args: argparse.Namespace) -> list[Path]:
 
         return run_matrix(args)
     args.seed = 0 if args.seed is None else args.seed
-    args.episodes = args.episodes or 200
+    args.episodes = 200 if args.episodes is None else args.episodes
     corruption = Corruption(args.corrupt, args.corrupt_mode, args.corrupt_std)
     policy = load_policy(args.checkpoint, args.method, args.device, corrupt_level=args.corrupt_level,
                          steps=args.steps, seed=args.seed)
-    limit = args.limit or EPISODE_LIMIT
+    limit = EPISODE_LIMIT if args.limit is None else args.limit
     tic = time.time()
     out = run_episodes(policy, args.episodes, args.batch, args.seed, corruption, limit, flagged=not args.unflagged,
                        progress=not args.no_progress, record=0 if args.no_plot else 8)

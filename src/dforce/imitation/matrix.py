@@ -223,8 +223,8 @@ def run_matrix(args: argparse.Namespace) -> list[Path]:
     if out.suffix == ".json":
         raise ValueError(f"--out for --matrix is a directory, got {out}")
     seed = args.seed = TEST_SEED if args.seed is None else args.seed
-    args.episodes = args.episodes or EPISODES
-    limit = args.limit or EPISODE_LIMIT
+    args.episodes = EPISODES if args.episodes is None else args.episodes
+    limit = EPISODE_LIMIT if args.limit is None else args.limit
     tic = time.time()
     cells = [row for m in methods
              for row in method_cells(args, m, checkpoints[m], kinds, rates, out / "matrix-cells", limit)]

@@ -115,7 +115,7 @@ class ImitationPolicy:
             raise ValueError(f"--method {method} needs a model trained with imitation.mode={self.spec.mode} and "
                              f"diffusion.forcing={self.spec.forcing}; this one has {trained[0]} and {trained[1]}")
         self.model, self.method = model, method
-        self.steps = int(steps or model.sampling_cfg.steps)
+        self.steps = int(model.sampling_cfg.steps if steps is None else steps)
         if self.steps < 1:
             raise ValueError(f"sampling steps must be >= 1, got {self.steps}")
         self.flag_use = self._flag_use()

@@ -44,6 +44,7 @@ from torch import Tensor
 from ..config import DataConfig
 from ..diffusion import Inpaint, by_name, commit, denoise_chunk
 from ..pipeline import DiffusionForcingModel
+from ..results import add_destination, destination
 from .cross import CLASSES, END_TOL, PATH_TOL, classify, distance_to_ideal, end_corners, fractions, ideal
 from .data import generate
 from .likelihood import parse_checkpoints
@@ -82,9 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=tuple(SPLITS), default="test",
                         help="seeds of start corners and sampling: test (default) or val (for choosing options)")
     parser.add_argument("--seed", type=int, default=0, help="added to the split's seeds")
-    out = parser.add_mutually_exclusive_group()
-    out.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
-    out.add_argument("--record", action="store_true", help=f"write the project's records in {RECORD_DIR}/")
+    add_destination(parser, DEFAULT_OUT, RECORD_DIR)
     parser.add_argument("--no-plot", action="store_true", help="no figure")
 
 
@@ -223,9 +222,9 @@ def run(args: argparse.Namespace) -> list[Path]:
     modes = parse_context(args.context)
     models = {name: load(name, path) for name, path in parse_checkpoints(args.checkpoints).items()}
     lengths = {data.length for _, data in models.values()}
-    length = args.length or max(lengths)
-    execute = args.execute or max(1, (length - 1) // 2)
-    out = RECORD_DIR if args.record else args.out
+    length = max(lengths) if args.length is None else args.length
+    execute = max(1, (length - 1) // 2) if args.execute is None else args.execute
+    out = destination(args)
     base = SPLITS[args.split] + args.seed
     start_seed = next(iter(models.values()))[1].seed + HELD_OUT_SEED_OFFSET + base
     start = generate("cross", args.samples, length, start_seed, 0.0)[:, :1]               # (N, 1, 2) exact corners
@@ -240,7 +239,7 @@ def run(args: argparse.Namespace) -> list[Path]:
             panels[(name, mode_name(context))] = (traj, labels, metrics)
             protocol = {"checkpoint": args.checkpoints[i], "name": name, "context": "all" if context is None else context,
                         **describe(sampler, data), "samples": args.samples, "length": length, "execute": execute,
-                        "horizon": args.horizon or "rest of the trajectory", "split": args.split,
+                        "horizon": "rest of the trajectory" if args.horizon is None else args.horizon, "split": args.split,
                         "end_tol": args.end_tol, "path_tol": args.path_tol}
             path = out / f"cross-{name}-{mode_name(context)}.json"
             written.append(write_result(path, metrics, wall_time_s=time.time() - tic, command=args.command_line,

@@ -33,10 +33,11 @@ from ..config import DataConfig
 from .linear_gaussian import LinearGaussian
 from ..diffusion.likelihood import elbo
 from ..pipeline import DiffusionForcingModel
-from ..results import write_result
+from ..results import add_destination, destination, write_result
 from .train import HELD_OUT_SEED_OFFSET, held_out
 
-DEFAULT_OUT = Path("results/likelihood/linear_gaussian.json")
+DEFAULT_OUT = Path("outputs/likelihood")
+RECORD_DIR = Path("results/likelihood")   # the shipped record: only --record writes there
 DATASET = "linear_gaussian"
 BATCH = 64            # held-out sequences per ELBO call (rows = BATCH * draws)
 
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proposal", default="snr", choices=("snr", "uniform"),
                         help="how the KL level is drawn (dforce.diffusion.likelihood; default snr)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo draws")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results JSON (default {DEFAULT_OUT})")
+    add_destination(parser, DEFAULT_OUT, RECORD_DIR)   # <out>/linear_gaussian.json and .png
     parser.add_argument("--plot", type=Path, default=None, help="PNG (default: the JSON's path with .png)")
 
 
@@ -229,7 +230,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     lengths = parse_lengths(args.lengths, data.length)
     x = held_out(data, args.sequences, data.length)
     metrics = evaluate(models, x, lengths, args.draws, args.proposal, args.seed)
-    out = Path(args.out)
+    out = destination(args) / f"{DATASET}.json"
     png = plot(metrics, args.plot or out.with_suffix(".png"))
     held_out_seed = data.seed + HELD_OUT_SEED_OFFSET
     json_path = write_result(

@@ -1,5 +1,6 @@
 """``dforce data maze2d``: regenerate (or load from the cache) a D4RL Maze2D dataset; ``--check`` compares
-its statistics with the real D4RL file's and writes ``results/maze2d_data/<maze>.json``."""
+its statistics with the real D4RL file's and writes ``<out>/<maze>.json`` (default ``outputs/maze2d_data/``;
+``--record``: the shipped ``results/maze2d_data/``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 from ..envs.maze2d import DATASET_STEPS, MAZES
+from ..results import add_destination, destination
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cache directory (default $XDG_CACHE_HOME/dforce/maze2d)")
     parser.add_argument("--check", action="store_true",
                         help="compare statistics with the real D4RL file's; writes results/maze2d_data/<maze>.json")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="results JSON for --check (default results/maze2d_data/<maze>.json)")
+    add_destination(parser, Path("outputs/maze2d_data"), Path("results/maze2d_data"))   # --check: <out>/<maze>.json
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     print(format_table(rows))
     passed = all(r["pass"] for r in rows)
     print(f"{sum(r['pass'] for r in rows)}/{len(rows)} statistics within tolerance: {'PASS' if passed else 'FAIL'}")
-    out = args.out or Path("results/maze2d_data") / f"{args.maze}.json"
+    out = destination(args) / f"{args.maze}.json"
     metrics = {"pass": passed, "rows": rows, "stats": dataset_stats(data)}
     result = write_result(out, metrics, wall_time_s=wall, seeds={"generation": args.seed},
                           command=getattr(args, "command_line", None), maze=args.maze, steps=steps,

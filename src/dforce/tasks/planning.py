@@ -164,8 +164,9 @@ class Planner:
                              "planner (dforce train configs/maze2d_*.yaml)")
         self.model, self.method, self.spec = model, method, METHODS[method]
         self.frame_stack = int(info["frame_stack"])
-        self.horizon = int(horizon or model.extra.get("data", {}).get("length") or model.sampling_cfg.chunk)
-        self.steps = int(steps or model.sampling_cfg.steps)
+        trained = model.extra.get("data", {}).get("length") or model.sampling_cfg.chunk
+        self.horizon = int(trained if horizon is None else horizon)   # not `or`: 0 must fail below
+        self.steps = int(model.sampling_cfg.steps if steps is None else steps)
         self.slope = float(model.sampling_cfg.slope if slope is None else slope)
         self.guidance_scale = float(info.get("guidance_scale", 0.0) if guidance_scale is None else guidance_scale)
         self.guidance_weighting = guidance_weighting or info.get("guidance_weighting", "constant")
@@ -174,7 +175,7 @@ class Planner:
             raise ValueError(f"goal_cost must be one of {GOAL_COSTS}, got {self.goal_cost!r}")
         self.mcg_samples = int(info.get("mcg_samples", 8) if mcg_samples is None else mcg_samples)
         self.replan_every = int(info.get("replan_every", self.frame_stack) if replan_every is None else replan_every)
-        self.episode_length = int(episode_length or EPISODE_LENGTH[info["maze"]])
+        self.episode_length = int(EPISODE_LENGTH[info["maze"]] if episode_length is None else episode_length)
         self.pd_gains = tuple(float(g) for g in pd_gains)
         for name, value, low in (("horizon", self.horizon, 1), ("steps", self.steps, 1), ("mcg_samples", self.mcg_samples, 1),
                                  ("replan_every", self.replan_every, 1), ("episode_length", self.episode_length, 1)):

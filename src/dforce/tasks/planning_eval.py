@@ -6,7 +6,8 @@ starts (and, with ``--multi``, the goals) do not depend on the batch size or the
 method. Score per episode = D4RL normalized score of its return; reported as mean ±
 standard error (std with ddof=1 over sqrt(episodes)).
 
-Writes ``results/planning/<env>[-multi]-<method>.json`` (``--out``), a PNG of up to four
+Writes ``<out>/<env>[-multi]-<method>.json`` (``--out``, default ``outputs/planning``; ``--record``:
+the shipped ``results/planning``), a PNG of up to four
 episodes (executed path + every plan) and a GIF of model-predictive control in episode 0.
 """
 
@@ -21,8 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import flags
+from ..results import add_destination, destination
 from .planning import METHODS, PD_GAINS
 
+
+DEFAULT_OUT = Path("outputs/planning")
+RECORD_DIR = Path("results/planning")   # the shipped records: only --record writes there
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `dforce eval planning`."""
@@ -46,8 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=int, default=None, help="maximum plan tokens (default: the training window)")
     parser.add_argument("--max-steps", type=int, default=None, help="episode length (default D4RL's 300/600/800)")
     parser.add_argument("--device", type=flags.device, default="cpu", help="torch device for the planner (default cpu)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="results JSON (default results/planning/<env>[-multi]-<method>.json)")
+    add_destination(parser, DEFAULT_OUT, RECORD_DIR)   # <out>/<env>[-multi]-<method>.json
     parser.add_argument("--no-pictures", action="store_true", help="skip the PNG and the GIF")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -137,7 +141,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     trained = model.extra.get("planning", {}).get("maze")
     if trained is not None and trained != maze:
         raise ValueError(f"--checkpoint {str(args.checkpoint)!r} was trained on maze2d-{trained}, not --env {args.env!r}")
-    length = args.max_steps or EPISODE_LENGTH[maze]
+    length = EPISODE_LENGTH[maze] if args.max_steps is None else args.max_steps
     planner = Planner(model, args.method, episode_length=length, guidance_scale=args.guidance_scale,
                       guidance_weighting=args.guidance_weighting, goal_cost=args.goal_cost,
                       mcg_samples=args.mcg_samples, replan_every=args.replan_every, horizon=args.horizon,
@@ -150,7 +154,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     score, score_err = mean_stderr(scores)
     ret, ret_err = mean_stderr(out["returns"])
     tag = f"{env_name}{'-multi' if multi else ''}-{args.method}"
-    path = args.out or Path("results/planning") / f"{tag}.json"
+    path = destination(args) / f"{tag}.json"
     files: list[Path] = []
     if not args.no_pictures and out["recorded"]:
         files += pictures(out["recorded"], wall_squares(maze), path, tag)

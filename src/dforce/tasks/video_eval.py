@@ -2,7 +2,8 @@
 
 For ``--rollouts`` held-out test videos the model gets ``--context`` real frames and
 generates ``max(horizon multiples) x data.length`` frames (streaming path). Written to
-``results/video/<dataset>-<method>.json`` with a PNG of every metric vs frame index:
+``<out>/<dataset>-<method>.json`` (``--out``, default ``outputs/video``; ``--record``: the shipped
+``results/video``) with a PNG of every metric vs frame index:
 
 * vs the ground truth, where it exists (Moving MNIST: always; Atari: until the test
   episode ends): MSE, PSNR, SSIM per frame index;
@@ -42,6 +43,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .. import flags
+from ..results import add_destination, destination
+from ..config import CHOICES
+
 log = logging.getLogger(__name__)
 
 METHODS = {
@@ -63,25 +68,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=16, help="rollouts generated together (default 16)")
     parser.add_argument("--context", type=int, default=4, help="real frames given as context (default 4)")
     parser.add_argument("--stabilization", type=int, default=None, help="override the method's stabilization level")
-    parser.add_argument("--scheduling", default=None, help="override the scheduling (full_sequence, autoregressive, "
+    parser.add_argument("--scheduling", default=None, choices=CHOICES["sampling.scheduling"], help="override the scheduling (full_sequence, autoregressive, "
                                                             "pyramid, trapezoid)")
     parser.add_argument("--history-scale", type=float, default=None,
                         help="history guidance scale (DFoT; 1 = none); off when not given")
     parser.add_argument("--history-level", type=int, default=None,
                         help="history guidance: noise the history to this level (default: drop it)")
-    parser.add_argument("--window", type=int, default=None, help="divergence score window (default data.length)")
+    parser.add_argument("--window", type=flags.positive_int, default=None, help="divergence score window (default data.length)")
     parser.add_argument("--quantile", type=float, default=0.99, help="divergence threshold quantile (default 0.99)")
     parser.add_argument("--calibration", type=int, default=128,
                         help="real held-out videos that fix the divergence threshold (default 128)")
     parser.add_argument("--speed-frames", type=int, default=1000,
                         help="frames of the timed rollout, streaming vs recomputing a window (default 1000; 0: skip)")
-    parser.add_argument("--speed-window", type=int, default=None,
+    parser.add_argument("--speed-window", type=flags.positive_int, default=None,
                         help="frames the recomputing rollout re-runs at every step (default data.length)")
     parser.add_argument("--encoder", type=Path, default=None, help="frame encoder directory (default: the cache)")
     parser.add_argument("--encoder-steps", type=int, default=1000,
                         help="training steps when the encoder is not there yet (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("results/video"), help="results directory")
+    add_destination(parser, Path("outputs/video"), Path("results/video"))   # <out>/<dataset>-<method>.json
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -122,9 +127,9 @@ def run(args: argparse.Namespace) -> list[Path]:
         raise ValueError(f"{args.checkpoint} was not trained on video data (moving_mnist, atari)")
     data, video = DataConfig(**model.extra["data"]), VideoConfig(**model.extra.get("video", {}))
     L = data.length
-    window = args.window or L
+    window = L if args.window is None else args.window
     scheduling, stabilization = METHODS[args.method]
-    scheduling = args.scheduling or scheduling
+    scheduling = scheduling if args.scheduling is None else args.scheduling
     stabilization = stabilization if args.stabilization is None else args.stabilization
     levels = model.scheduling_matrix(scheduling)
     history = None if args.history_scale is None else HistoryGuidance(args.history_scale, args.history_level)
@@ -151,11 +156,11 @@ def run(args: argparse.Namespace) -> list[Path]:
     if args.speed_frames > 0:
         one, one_cond = held_out(data, video, 1, args.context + args.speed_frames, args.seed)  # actions long enough
         metrics["speed"] = rollout_speed(roll, one[:, :args.context], one_cond, args.speed_frames,
-                                         args.speed_window or L, args.seed)
+                                         L if args.speed_window is None else args.speed_window, args.seed)
     metrics["rollout_wall_s"] = round(rollout_s, 2)
 
     tag = dataset_tag(data, video)
-    stem = args.out / f"{tag}-{args.method}"
+    stem = destination(args) / f"{tag}-{args.method}"
     plot = plot_video_metrics(_curves({"generated": metrics}, metrics), stem.with_suffix(".png"), L,
                               {"score": metrics["divergence"]["threshold"]},
                               title=f"{tag} {args.method}: {args.rollouts} rollouts of {horizon} frames")

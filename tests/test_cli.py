@@ -78,11 +78,15 @@ def test_demo_end_to_end_with_few_steps(tmp_path, capsys):
     import json
 
     out = tmp_path / "demo"
+    for skipped in ("planning", "video"):          # outputs of earlier runs of the skipped steps stay
+        (out / skipped).mkdir(parents=True)
+        (out / skipped / "earlier.txt").write_text("kept")
     exchange = DATA / "timeseries" / "exchange_rate_nips.tar.gz"
     extra = ["--exchange-data", str(exchange)] if exchange.is_file() else []
     assert main(["demo", "--out", str(out), "--steps", "20", "--no-progress", "--results", str(tmp_path / "r.json"),
                  "--skip", "planning", "video", *extra]) == 0       # slow; tested apart
     printed = capsys.readouterr().out
+    assert (out / "planning" / "earlier.txt").read_text() == (out / "video" / "earlier.txt").read_text() == "kept"
     for name in ("schedules.png", "rollout_stabilized.png", "rollout_no_stabilization.png", "loss.png", "index.html"):
         assert (out / name).stat().st_size > 0 and name in printed
     page = (out / "index.html").read_text()

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
+from .. import atomic
 from ..config import load_config
 from ..plotting import plot_loss, plot_rollout, plot_schedules
 from ..results import write_result
@@ -54,12 +55,10 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
     if unknown:
         raise ValueError(f"unknown demo steps to skip: {', '.join(sorted(unknown))}; known: {', '.join(STEPS)}")
     out = Path(out)
-    cfg = load_config(None, [f"train.steps={steps}"] if steps else [])
+    cfg = load_config(None, [] if steps is None else [f"train.steps={steps}"])   # not `if steps`: 0 is an error
     run_dir = out / "run"
-    for sub in ("run", *STEPS):  # the demo always starts from scratch (and shows no stale pictures)
-        shutil.rmtree(out / sub, ignore_errors=True)
     start = tic = time.time()
-    model = train_run(cfg, run_dir, progress=progress)
+    model, _ = in_new_directory(run_dir, lambda tmp: (train_run(cfg, tmp, progress=progress), [tmp]))
     train_s = time.time() - tic
 
     named = {
@@ -82,9 +81,12 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
     sample_s = time.time() - tic
 
     none: tuple[None, list[Path]] = (None, [])
-    forecast, forecast_files = none if "forecast" in skip else forecast_step(out / "forecast", exchange, command)
-    plan, plan_files = none if "planning" in skip else planning_step(out / "planning", command)
-    video, video_files = none if "video" in skip else video_step(out / "video")
+    # a skipped step leaves its previous outputs alone; a step that runs replaces them only when it succeeds
+    forecast, forecast_files = none if "forecast" in skip else in_new_directory(
+        out / "forecast", lambda tmp: forecast_step(tmp, exchange, command))
+    plan, plan_files = none if "planning" in skip else in_new_directory(
+        out / "planning", lambda tmp: planning_step(tmp, command))
+    video, video_files = none if "video" in skip else in_new_directory(out / "video", video_step)
     files += forecast_files + plan_files + video_files
 
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -100,6 +102,26 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
         ))
     files.append(write_index(out, out / "summary.json"))
     return [Path(f) for f in files]
+
+
+class _NothingWritten(Exception):
+    """A step that wrote nothing (its checkpoint or data is missing): keep the previous outputs."""
+
+
+def in_new_directory(target: Path, step: Callable[[Path], tuple]) -> tuple:
+    """Run ``step(tmp)`` -> (info, files) in a temporary directory that replaces ``target`` on success.
+
+    A failing step (an exception) or one that writes no files leaves ``target`` as it was.
+    The returned files are renamed from the temporary directory to ``target``.
+    """
+    try:
+        with atomic.new_directory(target) as tmp:
+            info, files = step(tmp)
+            if not files:
+                raise _NothingWritten
+    except _NothingWritten:
+        return info, []
+    return info, [target / Path(f).relative_to(tmp) if Path(f).is_relative_to(tmp) else Path(f) for f in files]
 
 
 def forecast_step(out: Path, exchange: str | None, command: list[str] | None) -> tuple[dict | None, list[Path]]:
@@ -134,7 +156,7 @@ def planning_step(out: Path, command: list[str] | None) -> tuple[dict | None, li
     add_arguments(parser)
     args = parser.parse_args(["--env", f"maze2d-{maze}", "--checkpoint", f"maze2d-{maze}", "--method", "df",
                               "--episodes", "1", "--batch", "1", "--seed", str(SEED),
-                              "--out", str(Path(out) / f"maze2d-{maze}-df.json"), "--no-progress"])
+                              "--out", str(out), "--no-progress"])
     args.command_line = command
     try:
         files = eval_planning(args)

@@ -25,3 +25,11 @@ def env() -> dict[str, str]:
 def dforce(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "dforce", *args], env=env(), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def train_tiny(run: Path) -> Path:
+    """Train the TINY config for a few steps into ``run``; returns its model directory (about 2 s)."""
+    from dforce.cli import main
+
+    assert main(["train", "default", *TINY, "train.steps=3", "--out", str(run), "--no-progress"]) == 0
+    return run / "model"

@@ -211,7 +211,9 @@ def _is_video_checkpoint(name: Path) -> bool:
         meta = json.loads((resolve(name) / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(meta, dict) and meta.get("extra", {}).get("data", {}).get("name") in ("moving_mnist", "atari")
+    for key in ("extra", "data"):   # any of these may be missing or of the wrong type in a broken file
+        meta = meta.get(key) if isinstance(meta, dict) else None
+    return isinstance(meta, dict) and meta.get("name") in ("moving_mnist", "atari")
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:

@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="real held-out videos that fix the divergence threshold (default 128)")
     parser.add_argument("--speed-frames", type=int, default=1000,
                         help="frames of the timed rollout, streaming vs recomputing a window (default 1000; 0: skip)")
-    parser.add_argument("--speed-window", type=flags.positive_int, default=None,
+    parser.add_argument("--speed-window", type=int, default=None,
                         help="frames the recomputing rollout re-runs at every step (default data.length)")
     parser.add_argument("--encoder", type=Path, default=None, help="frame encoder directory (default: the cache)")
     parser.add_argument("--encoder-steps", type=int, default=1000,

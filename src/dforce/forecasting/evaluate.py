@@ -229,6 +229,7 @@ def _backtest(args: argparse.Namespace, methods: list[str], runs: Methods) -> li
         windows=_window_dates(fd), protocol=fd.protocol(),
         configs={m: _method_config(runs, m) for m in methods if m in TRAINED},
         deepar=runs.deepar_setting() if "deepar" in methods else None,
+        per_window=_per_window(scores, held_out, P),
         train_time_s={m: runs.train_seconds(m, seeds) for m in methods if m in TRAINED})
     print(_backtest_table(f"{args.dataset} ({args.on})", metrics, args.reference))
     return [figure, record]
@@ -251,6 +252,15 @@ def _backtest_metrics(scores: dict[str, list[backtest.WindowScores]], on_test: d
         "test_windows": {m: _summarize(per_seed) for m, per_seed in on_test.items() if per_seed},
         "test_window_count": len(fd.series.test),
     }
+
+
+def _per_window(scores: dict[str, list[backtest.WindowScores]], held_out: list[np.ndarray], P: int) -> dict[str, Any]:
+    """What a per-window decomposition needs: each window's |summed truth|, its realized volatility (mean
+    absolute step of the summed series over the window), and every method's seed-mean quantile loss."""
+    target = next(iter(scores.values()))[0].target
+    summed = [h.sum(axis=0)[-(P + 1):] for h in held_out]
+    return {"target": target.tolist(), "volatility": [float(np.nanmean(np.abs(np.diff(s)))) for s in summed],
+            "loss": {m: np.mean([s.loss for s in per_seed], axis=0).tolist() for m, per_seed in scores.items()}}
 
 
 def _window_dates(fd: ForecastData) -> dict[str, Any]:

@@ -225,6 +225,20 @@ def test_cli_forecast_command(tiny_exchange, tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["crps_sum"] > 0
 
 
+def test_a_failed_forecast_leaves_the_previous_outputs(tiny_exchange, tmp_path, capsys, monkeypatch):
+    """Scoring fails on NaN sample paths (GluonTS refuses them): nothing of the earlier run is replaced."""
+    from dforce.forecasting.model import Forecaster
+
+    _, _, chosen = tiny_exchange
+    assert main(["forecast", str(chosen), "--samples", "2", "--out", str(tmp_path)]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    sample = Forecaster.sample
+    monkeypatch.setattr(Forecaster, "sample", lambda self, *a, **k: sample(self, *a, **k) * np.nan)
+    assert main(["forecast", str(chosen), "--samples", "2", "--out", str(tmp_path)]) == 2
+    assert "NaN" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 @pytest.mark.parametrize("argv, message", [
     (["eval", "forecasting", "--dataset", "exchange_rate_nips", "--methods", "magic"], "unknown"),
     (["eval", "forecasting", "--dataset", "nope"], "no preset"),

@@ -39,6 +39,7 @@ class Entry:
     result: str | None = None        # results JSON, relative to the repository root
     metric: str | None = None        # dotted key path of the score in that JSON, e.g. "metrics.score_mean"
     chosen: str | None = None        # how this checkpoint was chosen (on which data, against what)
+    metric_name: str | None = None   # what ``dforce models`` calls the score (default: the metric's last key)
 
     def size_mb(self) -> float:
         """Size of the directory's files in MB (0 when missing)."""
@@ -67,7 +68,7 @@ def entries(root: Path = CHECKPOINTS) -> dict[str, Entry]:
         return {}
     rows = json.loads(index.read_text())
     return {r["name"]: Entry(r["name"], root / r["directory"], r["task"], r["command"], r.get("result"), r.get("metric"),
-                             r.get("chosen")) for r in rows}
+                             r.get("chosen"), r.get("metric_name")) for r in rows}
 
 
 def resolve(name_or_path: str | Path, root: Path = CHECKPOINTS) -> Path:
@@ -124,7 +125,7 @@ def table(root: Path = CHECKPOINTS) -> str:
     for e in entries(root).values():
         score = e.score()
         shown = "-" if score is None else (f"{score:.4g}" if isinstance(score, float) else str(score))
-        metric = "" if score is None else f" ({e.metric.rsplit('.', 1)[-1]})"
+        metric = "" if score is None else f" ({e.metric_name or e.metric.rsplit('.', 1)[-1]})"
         rows.append((e.name, e.task, f"{e.size_mb():.1f} MB" if e.directory.is_dir() else "missing",
                      shown + metric, e.command))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]

@@ -38,10 +38,17 @@ def test_unknown_table_and_cli_check(tmp_path, monkeypatch, capsys):
 def test_every_domain_table_reads_its_records(tmp_path):
     results = tmp_path / "results"
     (results / "forecasting").mkdir(parents=True)
-    (results / "forecasting" / "etth1-tf.json").write_text(json.dumps(
-        {"metrics": {"crps_sum": {"mean": 0.19487, "std": 0.0103}}, "seeds": [0, 1, 2]}))
+    score = {"df": {"mean": 0.18, "ci95": [0.16, 0.2]}, "tf": {"mean": 0.19487, "ci95": [0.17, 0.21]},
+             "seasonal_naive": {"mean": 0.23, "ci95": [0.2, 0.27]}}
+    paired = {"tf": {"mean": -0.015, "ci95": [-0.02, 0.004]}, "seasonal_naive": {"mean": -0.05, "ci95": [-0.08, -0.03]}}
+    (results / "forecasting" / "etth1-backtest.json").write_text(json.dumps(
+        {"metrics": {"windows": 36, "seeds": 5, "crps_sum": score, "paired": paired}}))
     row = next(r for r in tables.forecasting.table(tmp_path).splitlines() if r.startswith("| tf "))
-    assert row.split(" | ")[2] == "0.1949 ± 0.0103 (3)" and row.split(" | ")[1] == "-"
+    assert row.split(" | ")[1] == "0.1949 [0.1700, 0.2100] |"            # the only dataset with a record
+    assert "**0.1800 [0.1600, 0.2000]**" in tables.forecasting.table(tmp_path)   # the best in bold
+    pairs = tables.forecasting.paired(tmp_path)
+    assert "-0.05000 [-0.08000, -0.03000] ✓" in pairs and "-0.01500 [-0.02000, +0.00400] ≈" in pairs
+    assert "| 1 of 1 |" in pairs                                  # tf is not a baseline
     (results / "imitation").mkdir()
     cell = {"method": "df", "kind": "zeros", "rate": 0.3, "flagged": True, "success": 0.9, "ci95": [0.85, 0.94]}
     clean = {**cell, "kind": "none", "rate": 0.0, "flagged": False, "success": 0.99, "ci95": [0.96, 1.0]}

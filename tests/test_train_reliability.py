@@ -361,9 +361,11 @@ def test_signal_at_a_random_step_then_resume_is_bit_identical(tmp_path, capsys, 
     proc = dforce(*KILL_ARGS, *out(run))
     target = random.Random(f"{sig.name}{seed}").randint(2, KILL_STEPS - 12)
     _wait_for_step(run, proc, target)
+    proc.send_signal(signal.SIGSTOP)   # paused, so it cannot finish (and release its lock) before the signal
     if sig == signal.SIGTERM:   # while it runs, a second run on the same directory is refused by the lock
         assert "in use by another dforce train" in one_error(capsys, [*KILL_ARGS, *out(run), "--resume"])
     proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL

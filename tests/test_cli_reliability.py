@@ -77,8 +77,9 @@ def test_weights_that_do_not_match_config_json(model_dir, tmp_path, capsys):
     (lambda m: {**m, "token_shape": [10**12]}, "parameters"),
     (lambda m: {**m, "model": {**m["model"], "width": 100000}}, "parameters"),
     (lambda m: {**m, "sampling": {**m["sampling"], "slope": float("nan")}}, "sampling.slope=nan"),
+    (lambda m: {**m, "extra": {**m["extra"], "data": {**m["extra"]["data"], "colour": 1}}}, "unknown keys ['colour']"),
 ], ids=["list", "string", "null", "no-token-shape", "no-cond-dim", "no-model", "version-99", "version-0",
-        "version-two", "no-version", "huge-token", "huge-width", "nan-slope"])
+        "version-two", "no-version", "huge-token", "huge-width", "nan-slope", "unknown-data-key"])
 def test_bad_config_json_names_the_file(model_dir, tmp_path, capsys, change, message):
     model = broken_copy(model_dir, tmp_path)
     meta = json.loads((model / "config.json").read_text())

@@ -1,6 +1,7 @@
 """Forecasting: window inputs without leakage, CRPS-sum against GluonTS, the GluonTS API, the CLI."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,6 +224,17 @@ def test_cli_forecast_command(tiny_exchange, tmp_path):
     assert np.load(tmp_path / "samples.npz")["samples"].shape == (5, 3, 30, 8)
     assert len(list(tmp_path.glob("fan_window*.png"))) == 5
     assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["crps_sum"] > 0
+
+
+def test_a_shipped_relative_dataset_path_resolves_from_any_directory(tmp_path, monkeypatch):
+    needs(EXCHANGE)
+    from dforce.forecasting.evaluate import _stored_dataset
+
+    stored = json.loads((Path(__file__).parents[1] / "checkpoints" / "exchange" / "config.json").read_text())
+    relative = stored["extra"]["forecast"]["dataset"]
+    monkeypatch.chdir(tmp_path)
+    assert not Path(relative).exists() and Path(_stored_dataset(relative)).is_file()
+    assert _stored_dataset("/no/such.csv") == "/no/such.csv"
 
 
 def test_a_failed_forecast_leaves_the_previous_outputs(tiny_exchange, tmp_path, capsys, monkeypatch):

@@ -362,6 +362,17 @@ def _check_sizes(cfg: RunConfig) -> None:
                          f"exceeds the limit of {MAX_DATA_TOKENS}")
 
 
+def section(cls: type, values: Any, where: str) -> Any:
+    """A config section (e.g. ``DataConfig``) from a stored mapping, naming ``where`` when it does not fit."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
 def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """A checked RunConfig from a (partial) nested dict and dotted ``key=value`` overrides."""
     from omegaconf import OmegaConf

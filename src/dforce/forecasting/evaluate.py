@@ -320,12 +320,13 @@ def forecast_run(checkpoint: Path, dataset: str | None, out: Path, samples: int 
     """
     from dataclasses import replace
 
-    from ..config import ForecastConfig
+    from ..config import ForecastConfig, section
     from .model import load_series
 
     forecaster = Forecaster.from_pretrained(checkpoint)
-    trained_on = ForecastConfig(**forecaster.model.extra["forecast"])
-    series = load_series(replace(trained_on, dataset=dataset or trained_on.dataset))
+    trained_on = section(ForecastConfig, forecaster.model.extra.get("forecast", {}),
+                         f"{checkpoint}/config.json extra.forecast")
+    series = load_series(replace(trained_on, dataset=dataset or _stored_dataset(trained_on.dataset)))
     P = forecaster.prediction_length
     if series.prediction_length != P or series.n_series != forecaster.n_series:
         raise ValueError(f"{series.name} has {series.n_series} series and {series.prediction_length}-step windows; "
@@ -347,3 +348,13 @@ def forecast_run(checkpoint: Path, dataset: str | None, out: Path, samples: int 
             files.append(plot_fan(hist[:, :-P], truth[w], paths[w], out / f"fan_window{w}.png",
                                   title=f"{series.name}: test window {w}"))
     return files
+
+
+def _stored_dataset(stored: str | None) -> str | None:
+    """A checkpoint's dataset path: relative paths were relative to the repository root where it was trained,
+    so they are tried there when they do not resolve from the working directory."""
+    from ..records import ROOT
+
+    if stored and not Path(stored).is_absolute() and not Path(stored).exists() and (ROOT / stored).exists():
+        return str(ROOT / stored)
+    return stored

@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..config import DataConfig
+from ..config import DataConfig, section
 from ..diffusion import Inpaint, by_name, commit, denoise_chunk
 from ..pipeline import DiffusionForcingModel
 from ..results import add_destination, destination
@@ -129,7 +129,7 @@ def load(name: str, checkpoint: Path) -> tuple[DiffusionForcingModel, DataConfig
             checkpoint = candidate
             break
     model = DiffusionForcingModel.from_pretrained(checkpoint)
-    data = DataConfig(**model.extra.get("data", {}))
+    data = section(DataConfig, model.extra.get("data", {}), "config.json extra.data")
     if data.name != "cross" or model.token_shape != (2,) or model.cond_dim:
         raise ValueError(f"checkpoint {name}={str(checkpoint)!r} was trained on data.name={data.name!r} with tokens "
                          f"{model.token_shape}; need cross with tokens (2,) and no conditioning")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..config import DataConfig, RunConfig
+from ..config import DataConfig, RunConfig, section
 from ..data.sequences import FreshSequences, Sequences, random_windows, suffixes
 from ..pipeline import DiffusionForcingModel
 from ..train import train
@@ -106,12 +106,13 @@ def sample_run(checkpoint: Path, out: Path, *, length: int | None = None, contex
                scheduling: str | None = None, slope: float | None = None, steps: int | None = None,
                chunk: int | None = None, stabilization: int | None = None, seed: int = 0) -> list[Path]:
     """Roll a trained model out from held-out contexts; writes samples.safetensors and samples.png."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
+    from .. import atomic
     from ..plotting import plot_rollout
 
     model = DiffusionForcingModel.from_pretrained(checkpoint)
-    data_cfg = DataConfig(**model.extra.get("data", {}))
+    data_cfg = section(DataConfig, model.extra.get("data", {}), f"{checkpoint}/config.json extra.data")
     length = 10 * data_cfg.length if length is None else length   # not `or`: an explicit 0 is an error
     if context < 1 or batch < 1 or length < 1:
         raise ValueError(f"need context, batch and length >= 1; got {context}, {batch}, {length}")
@@ -123,7 +124,8 @@ def sample_run(checkpoint: Path, out: Path, *, length: int | None = None, contex
     log.info("generated %d x %d tokens in %.1fs", batch, length, time.time() - tic)
     out.mkdir(parents=True, exist_ok=True)
     full = torch.cat([real[:, :context], generated], 1)
-    save_file({"generated": full.contiguous(), "real": real.contiguous()}, str(out / "samples.safetensors"))
+    # atomic, with a plain file's permissions (safetensors' own save_file makes 0600 files)
+    atomic.write_bytes(out / "samples.safetensors", save({"generated": full.contiguous(), "real": real.contiguous()}))
     plot = plot_rollout(full, real, out / "samples.png", context=context, train_length=data_cfg.length,
                         title=f"{length} generated tokens ({length / data_cfg.length:.0f}x training length)")
     return [out / "samples.safetensors", Path(plot)]

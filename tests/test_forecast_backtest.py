@@ -206,3 +206,14 @@ def test_paper_protocol_feeds_the_true_previous_value_at_every_step():
         np.testing.assert_array_equal(stitched[w, 0], h[:, -6:-1].T)
     honest = baselines.last_value([h[:, :-5] for h in hists], 5)
     assert not np.allclose(honest, stitched)
+
+
+def test_deepar_takes_month_start_data(tmp_path):
+    """GluonTS reads starts as periods, and "MS" is not a period frequency: the baseline converts it."""
+    pytest.importorskip("lightning")
+    from dforce.forecasting.deepar import deepar
+
+    train = _series(2, 120) + 50
+    out = deepar(train, "2000-01-01", "MS", [train], 6, 6, 5, 0, epochs=1, batches_per_epoch=2,
+                 run_dir=str(tmp_path))
+    assert out.shape == (1, 5, 6, 2) and np.isfinite(out).all()

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import atomic
-from .metrics import crps_sum, quietly
+from .metrics import crps_sum, period_freq, quietly
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ def deepar(train: np.ndarray, start: Any, freq: str, histories: Sequence[np.ndar
     from gluonts.dataset.common import ListDataset
     from gluonts.torch import DeepAREstimator
 
+    freq = period_freq(freq)          # GluonTS reads starts as periods: "MS" (month starts) is the period "M"
     lightning.seed_everything(seed, verbose=False)
     torch.manual_seed(seed)
     logging.getLogger("lightning").setLevel(logging.ERROR)

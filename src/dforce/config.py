@@ -102,7 +102,7 @@ class TrainConfig:
     warmup: int = 100
     grad_clip: float = 1.0
     ema_decay: float = 0.995
-    bf16: bool = False                  # autocast on CUDA only
+    bf16: bool = False                  # bf16 autocast on the training device (CUDA, or a CPU with AVX-512 bf16)
     seed: int = 0
     device: str = "auto"
     log_every: int = 50
@@ -418,20 +418,38 @@ def _one_line(err: Exception) -> str:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Load a YAML preset (or the embedded defaults when ``path`` is None) with overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"config file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({_one_line(err)})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    data = {} if path is None else read_preset(Path(path))
     return from_dict(data, overrides)
+
+
+def read_preset(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A preset's sections; ``base: other.yaml`` (relative to the preset) starts from another
+    preset, whose sections this one's keys override one by one (a ``*_cpu`` / ``*_gpu`` preset
+    is a few lines over the experiment it resizes)."""
+    import yaml
+
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: 'base' presets form a cycle ({' -> '.join(p.name for p in (*seen, path))})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({_one_line(err)})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: base must be the file name of another preset, got {base!r}")
+    merged = read_preset(path.parent / base, (*seen, path.resolve()))
+    for section, values in data.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -100,12 +100,16 @@ class DiffusionForcingModel(nn.Module):
     # ---- training -------------------------------------------------------------------------
     def draw_levels_and_noise(self, x0: Tensor, mask: Tensor | None = None,
                               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Training levels (B, T) and noise (B, T, *D) for a batch, on the generator's device."""
+        """Training levels (B, T) and noise (B, T, *D) for a batch, on the generator's device
+        (x0's device without one): drawn where they are used, so a GPU step copies nothing."""
         B, T = x0.shape[:2]
+        device = x0.device if generator is None else generator.device
         mask, _ = token_and_element_masks(mask)
+        mask = None if mask is None else mask.to(device)
         k = training_levels(B, T, self.schedule.levels, self.diffusion_cfg.forcing, mask, generator,  # type: ignore[arg-type]
-                            clean_prob=self.diffusion_cfg.clean_prob, tf_position=self.diffusion_cfg.tf_position)
-        noise = torch.randn(x0.shape, generator=generator)
+                            device=device, clean_prob=self.diffusion_cfg.clean_prob,
+                            tf_position=self.diffusion_cfg.tf_position)
+        noise = torch.randn(x0.shape, generator=generator, device=device)
         return k, noise
 
     def forward(self, x0: Tensor, k: Tensor, noise: Tensor, mask: Tensor | None = None,

@@ -18,11 +18,19 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._averaged = list(self.model.parameters())
+        self._averaged_buffers = list(self.model.buffers())
+        self._source: nn.Module | None = None
 
     @torch.no_grad()
     def update(self, model: nn.Module, updates: int) -> None:
+        """Move every averaged parameter towards ``model``'s in one fused lerp (one kernel per
+        device and dtype instead of one per tensor: the per-tensor loop dominated small models)."""
+        if model is not self._source:   # listed once per source model, not walked every step
+            self._source = model
+            self._params = [p.detach() for p in model.parameters()]
+            self._buffers = list(model.buffers())
         d = min(self.decay, (1 + updates) / (10 + updates))
-        for ema_p, p in zip(self.model.parameters(), model.parameters()):
-            ema_p.lerp_(p.detach(), 1 - d)
-        for ema_b, b in zip(self.model.buffers(), model.buffers()):
-            ema_b.copy_(b)
+        torch._foreach_lerp_(self._averaged, self._params, 1 - d)
+        if self._buffers:
+            torch._foreach_copy_(self._averaged_buffers, self._buffers)

@@ -7,7 +7,8 @@ Run from the repository root::
 
 Measured in the same process, interleaved, so that a busy machine slows every variant alike:
 
-1. **The machine's GEMM peak**: a square fp32 and bf16 matrix product, best of several.
+1. **The machine's GEMM peak**, fp32 and bf16: the best of a square matrix product and a
+   3x3 convolution (oneDNN), each the best of several.
 2. **Per preset** (planner, forecaster, imitation, video; the preset's network, batch and
    token shape, synthetic tokens of the right shape): training steps/s of
    * ``baseline`` - the training step as it was before this benchmark existed (noise from a
@@ -142,16 +143,24 @@ def current_step(t: Trainee, batches: BatchSource, index: torch.Tensor, step: in
 
 # ---- measurements ----------------------------------------------------------------------------
 
-def gemm_peak(dtype: torch.dtype, device: torch.device, n: int, reps: int) -> float:
-    """Best GFLOP/s of an (n, n) @ (n, n) product in ``dtype``."""
+def gemm_peak(dtype: torch.dtype, device: torch.device, n: int, reps: int) -> dict[str, float]:
+    """Best GFLOP/s of the densest kernels torch runs here in ``dtype``: an (n, n) @ (n, n)
+    product and a 3x3 convolution of 256 channels (oneDNN's convolution reaches about twice
+    MKL's fp32 matrix product on AMD CPUs, so the product alone understates the machine)."""
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    best = 0.0
-    for _ in range(reps):
-        _sync(device)
-        tic = time.perf_counter()
-        (a @ b).sum().item()
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - tic) / 1e9)
-    return best
+    x = torch.randn(8, 256, 32, 32, device=device).to(dtype)
+    w = torch.randn(256, 256, 3, 3, device=device).to(dtype)
+    kernels = {"matmul": (lambda: a @ b, 2 * n ** 3),
+               "conv3x3": (lambda: torch.nn.functional.conv2d(x, w, padding=1), 2 * 8 * 32 * 32 * 256 * 256 * 9)}
+    best = {}
+    for name, (run, flops) in kernels.items():
+        best[name] = 0.0
+        for _ in range(reps):
+            _sync(device)
+            tic = time.perf_counter()
+            run().sum().item()
+            best[name] = max(best[name], flops / (time.perf_counter() - tic) / 1e9)
+    return {"peak": max(best.values()), **best}
 
 
 def step_flops(model: DiffusionForcingModel, data: Sequences) -> int:
@@ -348,6 +357,29 @@ def planner_backbones(device: torch.device, reps: int, min_block_s: float) -> di
     return out
 
 
+def batch_scan(preset: Preset, device: torch.device, factors: tuple[int, ...], reps: int,
+               min_block_s: float) -> dict[str, Any]:
+    """Sequences/s of today's bf16 step at multiples of the preset's batch, against the baseline
+    step at the preset's own batch (interleaved): whether larger batches buy throughput here."""
+    cfg, model, data = build(preset, device)
+    base_batch = len(data)
+    baseline = Trainee(copy.deepcopy(model), cfg, current=False)
+    variants: dict[str, Callable[[int], Any]] = {
+        "baseline": lambda s: baseline_step(baseline, data, torch.arange(base_batch), s, cfg)}
+    for f in factors:
+        big = build(preset, device, batch=base_batch * f)[2]
+        t, source = Trainee(copy.deepcopy(model), cfg), BatchSource(big, device)
+        variants[f"bf16 x{f}"] = (lambda s, t=t, source=source, n=len(big):
+                                  current_step(t, source, torch.arange(n), s, cfg, bf16=True))
+    timed = time_variants(variants, reps, min_block_s, device)
+    batch = {"baseline": base_batch, **{f"bf16 x{f}": base_batch * f for f in factors}}
+    out = {name: {"batch": batch[name], "steps_per_s": t["steps_per_s"],
+                  "sequences_per_s": t["steps_per_s"] * batch[name]} for name, t in timed.items()}
+    for entry in out.values():
+        entry["throughput_vs_baseline"] = entry["sequences_per_s"] / out["baseline"]["sequences_per_s"]
+    return out
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -413,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve-steps", type=int, default=None, help="steps of each loss curve (default 500; quick 20)")
     parser.add_argument("--presets", default=None, help="comma-separated subset of " + ",".join(p.name for p in PRESETS))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--batch-scan", action="store_true",
+                        help="only the batch scan (bf16 at 1x/2x/4x the preset batch vs the baseline step)")
     args = parser.parse_args(argv)
     device = distributed.resolve_device(args.device)
     torch.set_num_threads(args.threads)
@@ -426,12 +460,16 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [p for p in PRESETS if p.name in names]
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     tic, load_start = time.time(), os.getloadavg()
+    if args.batch_scan:
+        return _write_batch_scan(args, chosen, device, reps, block, tic, load_start, argv)
     n = 512 if args.quick else 1536
-    peaks = {"fp32": gemm_peak(torch.float32, device, n, 5), "bf16": gemm_peak(torch.bfloat16, device, n, 5)}
+    kernels = {"fp32": gemm_peak(torch.float32, device, n, 5), "bf16": gemm_peak(torch.bfloat16, device, n, 5)}
+    peaks = {dtype: k["peak"] for dtype, k in kernels.items()}
     presets = {p.name: measure_preset(p, device, reps, block, peaks) for p in chosen}
     curves = {p.name: loss_curves(p, device, curve_steps, args.quick) for p in chosen if p.name != "video_gpu"}
     gpu = {p.name: gpu_budget(p) for p in chosen if p.gpu_config}
-    metrics: dict[str, Any] = {"gemm_peak_gflops": peaks, "presets": presets, "bf16_training": curves,
+    metrics: dict[str, Any] = {"gemm_peak_gflops": peaks, "peak_kernels_gflops": kernels, "presets": presets,
+                               "bf16_training": curves,
                                "gpu_presets": gpu}
     if "planner" in names:
         metrics["planner_backbones"] = planner_backbones(device, reps, block)
@@ -449,6 +487,21 @@ def main(argv: list[str] | None = None) -> int:
                  pictures=[str(picture)] if picture else [],
                  method=__doc__.split("Measured in the same process,")[1].strip())
     print(summary(metrics))
+    print(f"wrote {out}")
+    return 0
+
+
+def _write_batch_scan(args: argparse.Namespace, chosen: list[Preset], device: torch.device, reps: int, block: float,
+                      tic: float, load_start: tuple[float, float, float], argv: list[str] | None) -> int:
+    scan = {p.name: batch_scan(p, device, (1, 2, 4), reps, block) for p in chosen}
+    out = args.out or DEFAULT_OUT.with_name("efficiency-batch.json")
+    command = ["python", "-m", "benchmarks.efficiency", *(argv if argv is not None else sys.argv[1:])]
+    write_result(out, {"batch_scan": scan}, wall_time_s=time.time() - tic, seeds={"init": 0}, command=[shlex.join(command)],
+                 device=str(device), threads=args.threads, load_average={"start": load_start, "end": os.getloadavg()},
+                 method=batch_scan.__doc__)
+    for name, entries in scan.items():
+        print(name + ": " + ", ".join(f"{k} (batch {e['batch']}) {e['throughput_vs_baseline']:.2f}x"
+                                      for k, e in entries.items()))
     print(f"wrote {out}")
     return 0
 

@@ -22,7 +22,7 @@ from typing import Callable
 from ..imitation import table as imitation
 from ..synthetic import table as synthetic
 from ..forecasting import table as forecasting
-from . import api, headline, planning, speed, video
+from . import api, efficiency, headline, planning, speed, video
 from ..records import ROOT
 
 BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
@@ -40,6 +40,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "imitation-matrix": imitation.matrix,
     "video": video.table,
     "speed": speed.table,
+    "efficiency": efficiency.table,
+    "presets": efficiency.presets,
     "api": api.reference,
 }
 

@@ -83,6 +83,9 @@ def denoise_chunk(
     """
     if step not in get_args(Step):
         raise ValueError(f"step must be one of {get_args(Step)}, got {step!r}")
+    if target == "eps" and float(schedule.alphas_cumprod[-1]) == 0:
+        raise ValueError("target='eps' cannot be sampled with a zero-terminal-SNR schedule (at pure noise "
+                         "x0 = (x_k - s eps) / a is 0/0); use target 'v' or 'x0'")
     levels = validate(levels)
     if levels.shape[1] != x.shape[1]:
         raise ValueError(f"scheduling matrix has {levels.shape[1]} columns but the chunk has {x.shape[1]} tokens")

@@ -229,7 +229,9 @@ def rollout(
     first columns). context: (B, C, *D) clean tokens, or give ``batch`` and
     ``token_shape``. cond: (B, C + length, Cc) per-token conditioning or None.
     stabilization: the noise level generated tokens are committed at (0 = clean,
-    which is teacher-forcing-style feedback). ``chunk_kwargs`` go to :func:`denoise_chunk`
+    which is teacher-forcing-style feedback). noise_context: commit the draw a_k x0 + s_k eps
+    rather than the mean a_k x0, which a model trained on noisy pasts never saw (the mean shrinks
+    the next chunk's variance as the level rises). ``chunk_kwargs`` go to :func:`denoise_chunk`
     (target, step, eta, guidance, inpaint). Returns (B, length, *D).
     """
     require_streaming(model)

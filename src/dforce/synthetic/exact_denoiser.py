@@ -81,9 +81,6 @@ class ExactDenoiser:
     def forward(self, x: Tensor, k: Tensor, cond: Tensor | None = None) -> Tensor:
         return self.forward_chunk(x, k, cond, self.init_state(x.shape[0]))
 
-    def __call__(self, x: Tensor, k: Tensor, cond: Tensor | None = None) -> Tensor:
-        return self.forward(x, k, cond)
-
     # ---- the Gaussian conditioning ---------------------------------------------------------
     def posterior_mean(self, y: Tensor, levels: Tensor, first: int = 0) -> Tensor:
         """E[x0_t | y_J] (B, n - first, D) for tokens t >= ``first`` of noisy tokens y (B, n, D) float64."""

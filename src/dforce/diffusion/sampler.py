@@ -83,6 +83,9 @@ def denoise_chunk(
     """
     if step not in get_args(Step):
         raise ValueError(f"step must be one of {get_args(Step)}, got {step!r}")
+    if target == "eps" and float(schedule.alphas_cumprod[-1]) == 0:
+        raise ValueError("target='eps' cannot be sampled with a zero-terminal-SNR schedule (at pure noise "
+                         "x0 = (x_k - s eps) / a is 0/0); use target 'v' or 'x0'")
     levels = validate(levels)
     if levels.shape[1] != x.shape[1]:
         raise ValueError(f"scheduling matrix has {levels.shape[1]} columns but the chunk has {x.shape[1]} tokens")
@@ -226,7 +229,9 @@ def rollout(
     first columns). context: (B, C, *D) clean tokens, or give ``batch`` and
     ``token_shape``. cond: (B, C + length, Cc) per-token conditioning or None.
     stabilization: the noise level generated tokens are committed at (0 = clean,
-    which is teacher-forcing-style feedback). ``chunk_kwargs`` go to :func:`denoise_chunk`
+    which is teacher-forcing-style feedback). noise_context: commit the draw a_k x0 + s_k eps
+    rather than the mean a_k x0, which a model trained on noisy pasts never saw (the mean shrinks
+    the next chunk's variance as the level rises). ``chunk_kwargs`` go to :func:`denoise_chunk`
     (target, step, eta, guidance, inpaint). Returns (B, length, *D).
     """
     require_streaming(model)

@@ -322,3 +322,12 @@ def test_no_eval_defaults_to_the_shipped_results():
         for a in action._actions:
             if "--out" in a.option_strings and a.default is not None:
                 assert not str(a.default).startswith("results"), (action.prog, a.default)
+
+
+def test_resume_on_another_device_needs_no_force(tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["train", "default", *TINY, "train.checkpoint_every=2", "--out", str(run), "--no-progress"]
+    assert main([*base, "train.steps=2", "--device", "cpu"]) == 0
+    assert main([*base, "train.steps=4", "--resume", "--device", "auto"]) == 2     # steps changed: refused
+    assert "train.steps" in capsys.readouterr().err
+    assert main([*base, "train.steps=2", "--resume", "--device", "auto"]) == 0     # only the device: resumes

@@ -15,7 +15,8 @@ from typing import Any, Callable, Literal, get_args
 import torch
 from torch import Tensor
 
-from .guidance import CostGuidance, HistoryGuidance, Inpaint, _randn_like
+from .guidance import CostGuidance, HistoryGuidance, Inpaint
+from .noise import randn, randn_like
 from .parameterization import Target, eps_from_x0, x0_eps_from
 from .schedule import NoiseSchedule
 from .scheduling import drop_idle_rows, grid_to_levels, validate
@@ -142,7 +143,7 @@ def denoise_chunk(
         k_from, k_to = k_from[:, done:], k_to[:, done:]
         ac_from, ac_to = schedule.alpha_bar(k_from, x_in), schedule.alpha_bar(k_to, x_in)
         needs_noise = step == "ddpm" or eta > 0
-        noise = _randn_like(x, generator)[:, done:] if needs_noise else None   # whole-chunk draws: same stream either way
+        noise = randn_like(x, generator)[:, done:] if needs_noise else None   # whole-chunk draws: same stream either way
         if step == "ddim":
             x_next = ddim_step(x0_hat, eps_hat, ac_from, ac_to, eta, noise)
         else:
@@ -188,7 +189,7 @@ def _inpaint_inputs(schedule: NoiseSchedule, inpaint: Inpaint, known: Tensor, x:
     values = inpaint.values.to(x)
     if inpaint.relabel:
         return torch.where(known, values, x), torch.where(inpaint.mask, 0, k)
-    return torch.where(known, schedule.add_noise(values, k, _randn_like(x, generator)), x), k
+    return torch.where(known, schedule.add_noise(values, k, randn_like(x, generator)), x), k
 
 
 def commit(model: Any, schedule: NoiseSchedule, x0: Tensor, level: int | Tensor, cond: Tensor | None, state: Any,
@@ -201,7 +202,7 @@ def commit(model: Any, schedule: NoiseSchedule, x0: Tensor, level: int | Tensor,
     """
     k = torch.as_tensor(level, dtype=torch.long, device=x0.device).expand(x0.shape[:2])
     a, s = schedule.coefficients(k, x0)
-    x = a * x0 + (s * _randn_like(x0, generator) if noise else 0)
+    x = a * x0 + (s * randn_like(x0, generator) if noise else 0)
     return model.append(x, k, cond, state)
 
 
@@ -263,7 +264,7 @@ def rollout(
     for start in range(0, length, H):
         h = min(H, length - start)
         lo = n_ctx + start
-        x = torch.randn((batch, h, *token_shape), generator=generator, device=device)
+        x = randn((batch, h, *token_shape), generator, device)
         chunk_cb = None if callback is None else (lambda info, c=len(out): callback({**info, "chunk": c}))
         x0 = denoise_chunk(model, schedule, levels[:, :h], x, state, cond=cond_at(lo, lo + h),
                            history=None if history is None else (history, free), generator=generator,

@@ -74,7 +74,7 @@ class SamplingConfig:
     step: str = "ddim"
     eta: float = 0.0
     stabilization: int = 20             # noise level generated context is committed at
-    noise_context: bool = False         # commit a draw a_k x0 + s_k eps, not the mean a_k x0 (docs/concepts.md)
+    noise_context: bool = True          # commit a draw a_k x0 + s_k eps, not the mean a_k x0 (docs/concepts.md)
 
 
 @dataclass(frozen=True)

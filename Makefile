@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-slow gpu-check-dry floors bench install clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The slow tests CI runs after `make test`: the CPU dry run of scripts/gpu_check.sh (about 2 minutes).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests/test_gpu_check.py
+
+# The GPU check's CPU dry run by hand (outputs in outputs/gpu_check_dry; nothing under results/).
+gpu-check-dry: $(STAMP)
+	DEVICE=cpu TINY=1 OUT=outputs/gpu_check_dry PYTHON=$(BIN)/python bash scripts/gpu_check.sh
+
+# The lowest versions pyproject.toml allows, in a fresh venv, against the fast tests (scripts/check_floor_versions.sh).
+floors:
+	bash scripts/check_floor_versions.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.core

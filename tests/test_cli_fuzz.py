@@ -27,6 +27,8 @@ VALUES = ["nan", "inf", "-inf", "-1", "0", "1", "3", "0.5", "1e30", "-1e30", "",
           "\"", "1e-300", "0x10", "rnn", "pyramid", "%", "`", "!!python/object:os.system", "- x", "a: b", "\n"]
 FLAG_VALUES = ["0", "-1", "1", "2", "nan", "inf", "-inf", "1e9", "1e30", "", "abc", "99999999999999999999",
                "0.5", "-0", "3"]
+DEVICE_VALUES = ["cpu", "auto", "cuda", "cuda:0", "cuda:99", "cuda:-1", "bogus", "meta", "mps", "cpu:0", "CPU", "0",
+                 ""]
 
 
 def snapshot() -> dict[str, tuple[int, int]]:
@@ -120,7 +122,7 @@ def test_fuzz_flags(model_dir, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     before = snapshot()
     sample_flags = ["--length", "--context", "--batch", "--slope", "--steps", "--chunk", "--stabilization", "--seed",
-                    "--scheduling", "--bogus"]
+                    "--scheduling", "--device", "--bogus"]
     schedule_flags = ["--horizon", "--steps", "--slope"]
     codes = []
     for i in range(120):
@@ -131,7 +133,8 @@ def test_fuzz_flags(model_dir, capsys, monkeypatch, tmp_path):
             flags = rng.sample(schedule_flags, rng.randint(1, 2))
             argv = ["schedule", rng.choice(["pyramid", "full_sequence", "autoregressive", "trapezoid", "", "zig"])]
         for flag in flags:
-            argv += [flag, rng.choice(FLAG_VALUES + (["pyramid", "", "zig"] if flag == "--scheduling" else []))]
+            extra = {"--scheduling": ["pyramid", "", "zig"], "--device": DEVICE_VALUES}.get(flag, [])
+            argv += [flag, rng.choice(FLAG_VALUES + extra)]
         codes.append(check(capsys, argv))
     assert codes.count(2) > 50 and codes.count(0) > 0
     assert snapshot() == before
@@ -153,4 +156,20 @@ def test_fuzz_corrupted_model_files(model_dir, capsys, monkeypatch, tmp_path):
         allow_ok = name in ("flip",)
         check(capsys, rng.choice(commands)(broken), allow_ok=allow_ok)
         shutil.rmtree(broken)
+    assert snapshot() == before
+
+
+def test_fuzz_device(model_dir, capsys, monkeypatch, tmp_path):
+    """Every device spelling, on every command that loads a model: it runs (a device that exists here)
+    or is one line and exit 2 (``cuda`` without CUDA, unknown or unsupported names)."""
+    monkeypatch.chdir(tmp_path)
+    before = snapshot()
+    commands = [["sample", str(model_dir), "--out", str(tmp_path / "o"), "--length", "4", "--batch", "2"],
+                ["forecast", str(model_dir), "--out", str(tmp_path / "f")],
+                ["eval", "likelihood", "--checkpoints", str(model_dir), "--out", str(tmp_path / "l")]]
+    ran = 0
+    for device in DEVICE_VALUES:
+        for argv in commands:
+            ran += check(capsys, [*argv, "--device", device]) == 0
+    assert ran >= 3                                      # cpu, auto and cpu:0 sample
     assert snapshot() == before

@@ -114,12 +114,60 @@ def test_yaml_syntax_error_in_override_names_it(capsys, override):
     assert repr(override) in line and "not valid YAML" in line
 
 
-@pytest.mark.parametrize("device", ["bogus", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"]))
-@pytest.mark.parametrize("task", ["planning", "imitation"])
-def test_bad_device(capsys, device, task):
-    argv = ["eval", task, "--device", device, *(["--env", "maze2d-umaze", "--checkpoint", "x"] if task == "planning" else [])]
-    line = one_error_line(capsys, main(argv))
-    assert line.startswith(f"dforce eval {task}: error: argument --device") and repr(device) in line
+# Every command that trains, samples or evaluates takes --device; a device that cannot run here is refused
+# while the command line is parsed, before a model is loaded or a file written.
+DEVICE_COMMANDS = {
+    "train": ["train", "default"], "sample": ["sample", "x"], "forecast": ["forecast", "x"], "demo": ["demo"],
+    "eval planning": ["eval", "planning", "--env", "maze2d-umaze", "--checkpoint", "x"],
+    "eval imitation": ["eval", "imitation"], "eval video": ["eval", "video", "--checkpoint", "x", "--method", "df"],
+    "eval likelihood": ["eval", "likelihood", "--checkpoints", "x"],
+    "eval compositional": ["eval", "compositional", "--checkpoints", "x"],
+    "eval forecasting": ["eval", "forecasting", "--dataset", "exchange_rate_nips"],
+}
+TRAINS = ("train", "demo", "eval forecasting")   # these take a train.device value: auto, cpu or cuda
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:99", "meta", ""] + ([] if torch.cuda.is_available() else ["cuda"]))
+@pytest.mark.parametrize("command", list(DEVICE_COMMANDS))
+def test_bad_device(capsys, tmp_path, monkeypatch, device, command):
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(capsys, main([*DEVICE_COMMANDS[command], "--device", device]))
+    assert line.startswith(f"dforce {command}: error: argument --device") and repr(device) in line
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", TRAINS)
+def test_training_commands_take_train_device_values_only(capsys, tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(capsys, main([*DEVICE_COMMANDS[command], "--device", "cpu:0"]))
+    assert "must be one of auto, cpu, cuda" in line
+
+
+def test_device_auto_resolves_to_what_is_here():
+    from dforce import devices
+
+    assert devices.resolve("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert cli._parse(["sample", "x"]).device == devices.resolve("auto")
+    assert cli._parse(["train", "default"]).device is None             # the config's train.device decides
+    assert cli._parse(["train", "default", "--device", "cpu"]).device == "cpu"
+
+
+def test_train_device_flag_wins_over_the_override(tmp_path, capsys):
+    from dforce.config import load_config
+
+    run = tmp_path / "run"
+    assert main(["train", "default", *TINY, "train.steps=1", "train.device=auto", "--device", "cpu",
+                 "--out", str(run), "--no-progress"]) == 0
+    assert json.loads((run / "run.json").read_text())["config"]["train"]["device"] == "cpu"
+    assert load_config("configs/video_mnist64.yaml", []).train.device == "auto"   # GPU presets pick, not demand
+
+
+def test_generators_live_on_the_device_and_match_the_cpu_stream():
+    from dforce import devices
+
+    g = devices.generator(7, "cpu")
+    assert g.device.type == "cpu"
+    assert torch.equal(torch.randn(5, generator=g), torch.randn(5, generator=torch.Generator().manual_seed(7)))
 
 
 def test_huge_batch_is_refused_with_the_bound(model_dir, capsys):
@@ -274,3 +322,12 @@ def test_no_eval_defaults_to_the_shipped_results():
         for a in action._actions:
             if "--out" in a.option_strings and a.default is not None:
                 assert not str(a.default).startswith("results"), (action.prog, a.default)
+
+
+def test_resume_on_another_device_needs_no_force(tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["train", "default", *TINY, "train.checkpoint_every=2", "--out", str(run), "--no-progress"]
+    assert main([*base, "train.steps=2", "--device", "cpu"]) == 0
+    assert main([*base, "train.steps=4", "--resume", "--device", "auto"]) == 2     # steps changed: refused
+    assert "train.steps" in capsys.readouterr().err
+    assert main([*base, "train.steps=2", "--resume", "--device", "auto"]) == 0     # only the device: resumes

@@ -42,7 +42,8 @@ def test_core_needs_no_logging_or_plotting_library():
 
 DOMAINS = ("synthetic", "imitation", "forecasting")            # domain packages over the core, as they are rebuilt
 # envs/ holds the Maze2D physics that planning and imitation share, below both (DESIGN.md section 2)
-CORE = ("diffusion", "models", "train", "data", "envs", "config", "pipeline", "records", "results", "atomic", "stats")
+CORE = ("diffusion", "models", "train", "data", "envs", "config", "pipeline", "records", "results", "atomic", "stats",
+        "devices")
 
 
 def _top(name: str) -> str:

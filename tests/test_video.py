@@ -40,6 +40,16 @@ def test_read_idx_plain_and_gzipped(tmp_path, compress):
         mm.read_idx(tmp_path / "bad")
 
 
+@pytest.mark.parametrize("name", ["x-idx3-ubyte", "x-idx3-ubyte.gz"])
+def test_write_idx_round_trips_and_the_stand_in_renders(tmp_path, name):
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    np.testing.assert_array_equal(mm.read_idx(mm.write_idx(tmp_path / name, images)), images)
+    stand_in = mm.read_idx(mm.write_stand_in(tmp_path / "mnist", n=10_000))
+    assert stand_in.shape == (10_000, 28, 28) and stand_in.max() == 255 and 0 < stand_in.mean() < 128
+    video = mm.MovingMNIST(2, 3, 32, 0, "test", tmp_path / "mnist").array()
+    assert video.shape == (2, 3, 1, 32, 32) and video.max() > 0.5
+
+
 def test_bounce_stays_inside_and_reflects():
     start, velocity = np.array([0.0, 5.0, 9.0]), np.array([3.3, -1.7, 2.0])
     p = mm.bounce(start, velocity, 200, 10)                                          # (3, 200)

@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true",
                    help="train into a directory dforce did not create, or resume under a changed config")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flags.add_device(t, train=True, default=None)   # None: the config's train.device (auto unless set)
 
     s = sub.add_parser("sample", help="roll a trained model out from held-out context; writes samples and a plot")
     s.add_argument("checkpoint", type=Path, help="a model directory (config.json + model.safetensors)")
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=flags.seed, default=0)
     s.add_argument("--gif", type=Path, help="video models: GIF of generated | ground truth (default OUT/samples.gif)")
     s.add_argument("--out", type=Path, default=Path("outputs/sample"))
+    flags.add_device(s)
 
     f = sub.add_parser("forecast", help="forecast every test window of a dataset with a trained forecaster")
     f.add_argument("checkpoint", type=Path, help="a forecasting model directory (e.g. runs/exchange/best)")
@@ -98,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=flags.seed, default=0)
     f.add_argument("--plot", action="store_true", help="write a fan chart per test window")
     f.add_argument("--out", type=Path, default=Path("outputs/forecast"))
+    flags.add_device(f)
 
     m = sub.add_parser("schedule", help="print (and plot) a scheduling matrix")
     m.add_argument("name", help="full_sequence, autoregressive, pyramid or trapezoid")
@@ -133,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
                                            "default: where the shipped checkpoint was trained from)")
     d.add_argument("--skip", nargs="+", default=[], choices=("forecast", "planning", "video"),
                    help="steps with shipped checkpoints to leave out")
+    flags.add_device(d, train=True)
     return p
 
 
@@ -146,7 +150,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import to_dict
     from .train import check_config, run_dir, signals
 
-    cfg = _config(args.config, args.overrides)
+    # --device goes last, so it wins over a train.device override
+    cfg = _config(args.config, [*args.overrides, *([f"train.device={args.device}"] if args.device else [])])
     name = "default" if args.config == "default" else Path(args.config).stem
     out = args.out or Path("runs") / name
     check_config(cfg.train)   # before the run directory is touched
@@ -189,12 +194,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
         for path in sample_video(args.checkpoint, args.gif, args.out, frames=args.length, context=args.context,
                                  batch=args.batch, scheduling=args.scheduling, slope=args.slope, steps=args.steps,
-                                 chunk=args.chunk, stabilization=args.stabilization, seed=args.seed):
+                                 chunk=args.chunk, stabilization=args.stabilization, seed=args.seed,
+                                 device=args.device):
             print(path)
         return 0
     files = sample_run(args.checkpoint, args.out, length=args.length, context=args.context, batch=args.batch,
                        scheduling=args.scheduling, slope=args.slope, steps=args.steps, chunk=args.chunk,
-                       stabilization=args.stabilization, seed=args.seed)
+                       stabilization=args.stabilization, seed=args.seed, device=args.device)
     for path in files:
         print(path)
     return 0
@@ -220,7 +226,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     from .forecasting.evaluate import forecast_run
 
     for path in forecast_run(args.checkpoint, args.dataset, args.out, args.samples, args.seed, args.plot,
-                             args.command_line):
+                             args.command_line, args.device):
         print(path)
     return 0
 
@@ -270,7 +276,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .tasks.demo import run_demo
 
     for path in run_demo(args.out, steps=args.steps, progress=not args.no_progress, results=args.results,
-                         command=args.command_line, exchange=args.exchange_data, skip=tuple(args.skip)):
+                         command=args.command_line, exchange=args.exchange_data, skip=tuple(args.skip),
+                         device=args.device):
         print(path)
     print(f"demo outputs are in {args.out}/: open {args.out}/index.html")
     return 0

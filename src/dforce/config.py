@@ -74,7 +74,7 @@ class SamplingConfig:
     step: str = "ddim"
     eta: float = 0.0
     stabilization: int = 20             # noise level generated context is committed at
-    noise_context: bool = False
+    noise_context: bool = True          # commit a draw a_k x0 + s_k eps, not the mean a_k x0 (docs/concepts.md)
 
 
 @dataclass(frozen=True)
@@ -261,6 +261,10 @@ def check(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"data.length={cfg.data.length} must be >= 2")
     if cfg.data.window is not None and not 2 <= cfg.data.window <= cfg.data.length:
         raise ValueError(f"data.window={cfg.data.window} must lie in [2, data.length={cfg.data.length}]")
+    if cfg.diffusion.target == "eps" and cfg.diffusion.zero_terminal:
+        # At the pure-noise level a = 0 and x_k = eps: an eps prediction says nothing about x0.
+        raise ValueError("diffusion.target=eps cannot be used with diffusion.zero_terminal=true (at pure noise "
+                         "x0 = (x_k - s eps) / a is 0/0); use diffusion.target=v or x0, or diffusion.zero_terminal=false")
     if cfg.diffusion.clean_prob and cfg.diffusion.forcing != "independent":
         raise ValueError(f"diffusion.clean_prob={cfg.diffusion.clean_prob} applies to diffusion.forcing=independent "
                          f"only, got {cfg.diffusion.forcing}")

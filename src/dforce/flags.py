@@ -57,10 +57,36 @@ seed = int_in(0, 2**63 - 1)      # torch.manual_seed's range
 
 
 def device(text: str):
-    """An argparse type: a torch device that exists on this machine (``cuda`` without CUDA fails here)."""
-    from .pipeline import torch_device
+    """An argparse type: a torch device that exists on this machine, ``auto`` resolved (``cuda`` without CUDA fails here)."""
+    from .devices import resolve
 
     try:
-        return torch_device(text)
+        return resolve(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def train_device(text: str) -> str:
+    """An argparse type: a ``train.device`` value (auto, cpu or cuda) that can run here; returned as given."""
+    from .devices import TRAIN_DEVICES
+
+    if text not in TRAIN_DEVICES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(TRAIN_DEVICES)} for training, got {text!r}")
+    device(text)
+    return text
+
+
+DEVICE_HELP = "torch device: auto (default: cuda when available, else cpu), cpu, cuda, cuda:N or mps"
+
+
+def add_device(parser: argparse.ArgumentParser, train: bool = False, default: str | None = "auto") -> None:
+    """``--device`` on ``parser``: any existing device, or with ``train`` one ``train.device`` accepts.
+
+    argparse runs a string default through the type too, so ``auto`` arrives resolved.
+    """
+    if train:
+        parser.add_argument("--device", type=train_device, default=default,
+                            help="auto (cuda when available, else cpu), cpu or cuda"
+                                 + (" (default auto)" if default else " (default: the config's train.device)"))
+    else:
+        parser.add_argument("--device", type=device, default=default, help=DEVICE_HELP)

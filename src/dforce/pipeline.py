@@ -19,6 +19,8 @@ from torch import Tensor, nn
 from . import atomic
 from .config import MAX_PARAMETERS, DiffusionConfig, ModelConfig, SamplingConfig, from_dict, parameter_estimate
 from .data.normalizer import Normalizer
+from .devices import check as torch_device  # noqa: F401  (the name callers import from here)
+from .devices import resolve as resolve_device
 from .diffusion import NoiseSchedule, by_name, diffusion_forcing_loss, rollout, training_levels
 from .diffusion.guidance import HistoryGuidance
 from .models import CausalTransformer, FrameDenoiser, GRUDenoiser, Recompute
@@ -34,21 +36,6 @@ class ModelFileError(ValueError):
     def __init__(self, path: str | Path, problem: str):
         super().__init__(f"{path}: {problem}")
         self.path = Path(path)
-
-
-def torch_device(name: str | torch.device) -> torch.device:
-    """``name`` as a torch device that exists here; ValueError for unknown names or absent CUDA/MPS."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device {str(name)!r} is not a torch device (cpu, cuda, cuda:N, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(name)!r}: CUDA is not available on this machine; use cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {str(name)!r}: only {torch.cuda.device_count()} CUDA device(s) here")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(name)!r}: MPS is not available on this machine; use cpu")
-    return device
 
 
 def token_and_element_masks(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
@@ -212,7 +199,7 @@ class DiffusionForcingModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "DiffusionForcingModel":
         """Load a directory written by :meth:`save_pretrained`, a zoo name (``dforce models``,
-        e.g. ``"maze2d-umaze"``) or ``hf://owner/repo[@revision]``."""
+        e.g. ``"maze2d-umaze"``) or ``hf://owner/repo[@revision]``, onto ``device`` (``"auto"``: CUDA if present)."""
         from .zoo import resolve
 
         directory = atomic.recover(resolve(directory))
@@ -234,7 +221,7 @@ class DiffusionForcingModel(nn.Module):
         except ValueError as err:
             raise ModelFileError(config_path, str(err)) from None
         model.load_state_dict(read_weights(weights_path, model))
-        return model.to(torch_device(device)).eval()
+        return model.to(resolve_device(device)).eval()
 
 
 def read_model_config(path: Path) -> dict[str, Any]:

@@ -56,6 +56,32 @@ def read_idx(path: str | Path) -> np.ndarray:
     return data.reshape(shape)
 
 
+def write_idx(path: str | Path, array: np.ndarray) -> Path:
+    """Write a uint8 array as an idx file (gzipped when ``path`` ends in .gz); :func:`read_idx` reads it back."""
+    array = np.ascontiguousarray(array, np.uint8)
+    raw = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">i4").tobytes() + array.tobytes()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw, 1) if path.suffix == ".gz" else raw)
+    return path
+
+
+def write_stand_in(directory: str | Path, n: int = 10_000, seed: int = 0) -> Path:
+    """A stand-in for the MNIST test file where MNIST cannot be had (tests, throughput checks).
+
+    Writes ``directory/t10k-images-idx3-ubyte.gz``: ``n`` 28 x 28 images, each a bright
+    ring of random centre, radius and width (digit-sized, blank background). Not digits:
+    models trained on it say nothing about Moving MNIST, only that the code runs.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:28, :28].astype(np.float32)                                  # (28, 28)
+    cy, cx = rng.uniform(10, 18, (2, n, 1, 1)).astype(np.float32)
+    radius, width = rng.uniform(4, 9, (n, 1, 1)), rng.uniform(1.2, 3, (n, 1, 1))
+    dist = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)                                  # (n, 28, 28)
+    images = np.clip(1.5 - np.abs(dist - radius) / width, 0, 1)
+    return write_idx(Path(directory) / f"{IMAGE_FILES[0]}.gz", np.rint(images * 255))
+
+
 def find_images(directory: str | Path | None = None) -> Path:
     """The MNIST image file in ``directory`` (default ``$DFORCE_MNIST_DIR``, else ``~/.cache/dforce/mnist``)."""
     root = Path(directory or os.environ.get(ENV_DIR) or cache_dir().parent / "mnist")

@@ -3,6 +3,7 @@
 from .forcing import Forcing, diffusion_forcing_loss, noised_inputs, training_levels
 from .guidance import CostGuidance, HistoryGuidance, Inpaint, MonteCarloGuidance
 from .likelihood import Proposal, elbo, nats_per_dim, subsequence_elbo
+from .noise import randn, randn_like
 from .parameterization import Target, eps_from_x0, prediction_from, x0_eps_from, x0_from
 from .sampler import commit, ddim_step, ddpm_step, denoise_chunk, rollout, sample
 from .schedule import NoiseSchedule, zero_terminal_snr
@@ -22,6 +23,7 @@ __all__ = [
     "CostGuidance", "Forcing", "HistoryGuidance", "Inpaint", "MonteCarloGuidance", "NoiseSchedule",
     "Proposal", "Target", "Weighting", "autoregressive", "by_name", "commit", "ddim_step", "ddpm_step",
     "denoise_chunk", "diffusion_forcing_loss", "drop_idle_rows", "elbo", "eps_from_x0", "full_sequence",
-    "grid_to_levels", "loss_weight", "nats_per_dim", "noised_inputs", "prediction_from", "pyramid", "rollout",
+    "grid_to_levels", "loss_weight", "nats_per_dim", "noised_inputs", "prediction_from", "pyramid", "randn",
+    "randn_like", "rollout",
     "sample", "subsequence_elbo", "training_levels", "trapezoid", "validate", "x0_eps_from", "x0_from", "zero_terminal_snr",
 ]

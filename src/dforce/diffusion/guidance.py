@@ -21,6 +21,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .noise import randn_like
+
 Cost = Callable[[Tensor], Tensor]  # x0_hat (B, H, *D) -> cost (B,)
 
 
@@ -73,7 +75,7 @@ class CostGuidance:
             raise ValueError("weighting='variance' needs noise_var")
         leaf = x.detach().requires_grad_(True)
         redraw = fresh.reshape(*fresh.shape, *([1] * (x.ndim - 2)))
-        draws = (leaf if i == 0 else torch.where(redraw, _randn_like(x, generator), leaf) for i in range(self.samples))
+        draws = (leaf if i == 0 else torch.where(redraw, randn_like(x, generator), leaf) for i in range(self.samples))
         with torch.enable_grad():  # callers usually sample under no_grad
             if batched and self.samples > 1:
                 x0_all = denoise(torch.cat(list(draws))).split(x.shape[0])
@@ -127,7 +129,3 @@ class HistoryGuidance:
 
     scale: float
     level: int | None = None
-
-
-def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -58,6 +58,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor
 
+from .noise import multinomial, randn
 from .parameterization import Target, x0_from
 from .sampler import require_streaming
 from .schedule import NoiseSchedule
@@ -170,7 +171,7 @@ def elbo(
 
     def x0_error(x_t: Tensor, k: Tensor, c: Tensor | None) -> Tensor:
         """||x0 - x0_hat(x_k)||^2 per row (rows,) float64, for one token x_t (rows, 1, *D)."""
-        eps = torch.randn(x_t.shape, generator=generator, device=dev, dtype=x_t.dtype)
+        eps = randn(x_t.shape, generator, dev, x_t.dtype)
         a, s = schedule.coefficients(k, x_t)
         x_k = a * x_t + s * eps
         x0_hat = x0_from(model.forward_chunk(x_k, k, c, state), x_k, a, s, target)
@@ -184,7 +185,7 @@ def elbo(
         decoder = 0.5 * (dims * math.log(2 * math.pi * dec_var) + x0_error(x_t, ones, c_t) / dec_var)
         loss = decoder + prior_kl(schedule, x_t)[:, 0]
         if K >= 2:
-            k = torch.multinomial(probs, rows, replacement=True, generator=generator).unsqueeze(1)
+            k = multinomial(probs, rows, generator).unsqueeze(1)
             loss = loss + (weights[k] / probs[k])[:, 0] * x0_error(x_t, k, c_t)
         out.append(-loss.reshape(B, draws).mean(1))
         if t + 1 < T:

@@ -14,7 +14,9 @@ Target = Literal["eps", "x0", "v"]
 
 # Divisions by a (eps target at pure noise with zero terminal SNR) or by s (at the clean
 # level) are undefined; the floor keeps them finite so masked-out tokens never poison
-# gradients through torch.where.
+# gradients through torch.where. The value is meaningless there: at a = 0, x_k = eps and an
+# eps prediction carries nothing about x0, so the sampler and the config check refuse eps with
+# a zero-terminal schedule (measured with an exact denoiser in docs/concepts.md).
 _FLOOR = 1e-8
 
 

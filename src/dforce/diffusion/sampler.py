@@ -15,7 +15,8 @@ from typing import Any, Callable, Literal, get_args
 import torch
 from torch import Tensor
 
-from .guidance import CostGuidance, HistoryGuidance, Inpaint, _randn_like
+from .guidance import CostGuidance, HistoryGuidance, Inpaint
+from .noise import randn, randn_like
 from .parameterization import Target, eps_from_x0, x0_eps_from
 from .schedule import NoiseSchedule
 from .scheduling import drop_idle_rows, grid_to_levels, validate
@@ -83,6 +84,9 @@ def denoise_chunk(
     """
     if step not in get_args(Step):
         raise ValueError(f"step must be one of {get_args(Step)}, got {step!r}")
+    if target == "eps" and float(schedule.alphas_cumprod[-1]) == 0:
+        raise ValueError("target='eps' cannot be sampled with a zero-terminal-SNR schedule (at pure noise "
+                         "x0 = (x_k - s eps) / a is 0/0); use target 'v' or 'x0'")
     levels = validate(levels)
     if levels.shape[1] != x.shape[1]:
         raise ValueError(f"scheduling matrix has {levels.shape[1]} columns but the chunk has {x.shape[1]} tokens")
@@ -139,7 +143,7 @@ def denoise_chunk(
         k_from, k_to = k_from[:, done:], k_to[:, done:]
         ac_from, ac_to = schedule.alpha_bar(k_from, x_in), schedule.alpha_bar(k_to, x_in)
         needs_noise = step == "ddpm" or eta > 0
-        noise = _randn_like(x, generator)[:, done:] if needs_noise else None   # whole-chunk draws: same stream either way
+        noise = randn_like(x, generator)[:, done:] if needs_noise else None   # whole-chunk draws: same stream either way
         if step == "ddim":
             x_next = ddim_step(x0_hat, eps_hat, ac_from, ac_to, eta, noise)
         else:
@@ -185,7 +189,7 @@ def _inpaint_inputs(schedule: NoiseSchedule, inpaint: Inpaint, known: Tensor, x:
     values = inpaint.values.to(x)
     if inpaint.relabel:
         return torch.where(known, values, x), torch.where(inpaint.mask, 0, k)
-    return torch.where(known, schedule.add_noise(values, k, _randn_like(x, generator)), x), k
+    return torch.where(known, schedule.add_noise(values, k, randn_like(x, generator)), x), k
 
 
 def commit(model: Any, schedule: NoiseSchedule, x0: Tensor, level: int | Tensor, cond: Tensor | None, state: Any,
@@ -198,7 +202,7 @@ def commit(model: Any, schedule: NoiseSchedule, x0: Tensor, level: int | Tensor,
     """
     k = torch.as_tensor(level, dtype=torch.long, device=x0.device).expand(x0.shape[:2])
     a, s = schedule.coefficients(k, x0)
-    x = a * x0 + (s * _randn_like(x0, generator) if noise else 0)
+    x = a * x0 + (s * randn_like(x0, generator) if noise else 0)
     return model.append(x, k, cond, state)
 
 
@@ -226,7 +230,9 @@ def rollout(
     first columns). context: (B, C, *D) clean tokens, or give ``batch`` and
     ``token_shape``. cond: (B, C + length, Cc) per-token conditioning or None.
     stabilization: the noise level generated tokens are committed at (0 = clean,
-    which is teacher-forcing-style feedback). ``chunk_kwargs`` go to :func:`denoise_chunk`
+    which is teacher-forcing-style feedback). noise_context: commit the draw a_k x0 + s_k eps
+    rather than the mean a_k x0, which a model trained on noisy pasts never saw (the mean shrinks
+    the next chunk's variance as the level rises). ``chunk_kwargs`` go to :func:`denoise_chunk`
     (target, step, eta, guidance, inpaint). Returns (B, length, *D).
     """
     require_streaming(model)
@@ -258,7 +264,7 @@ def rollout(
     for start in range(0, length, H):
         h = min(H, length - start)
         lo = n_ctx + start
-        x = torch.randn((batch, h, *token_shape), generator=generator, device=device)
+        x = randn((batch, h, *token_shape), generator, device)
         chunk_cb = None if callback is None else (lambda info, c=len(out): callback({**info, "chunk": c}))
         x0 = denoise_chunk(model, schedule, levels[:, :h], x, state, cond=cond_at(lo, lo + h),
                            history=None if history is None else (history, free), generator=generator,

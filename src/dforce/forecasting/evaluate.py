@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import atomic
+from .. import atomic, flags
 from ..config import load_config, to_dict
 from ..results import add_destination, destination, write_result
 from . import backtest
@@ -65,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", default="df", help="the method compared with every other one (default df)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     parser.add_argument("--runs", type=Path, default=Path("runs/forecasting"), help="where trained runs live")
+    flags.add_device(parser, train=True, default=None)
     add_destination(parser, DEFAULT_OUT, RECORD_DIR)
     parser.add_argument("--no-progress", action="store_true")
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     cfg = load_config(_config_path(args), base)
     fd = prepare(cfg.forecast)
     runs = Methods(_config_path(args), base, fd, args.runs / args.dataset, progress=not args.no_progress,
-                   ensemble=args.seeds)
+                   ensemble=args.seeds, device=args.device)
     if args.protocol == "paper":
         return _paper(args, methods, runs)
     if args.backtest is not None:
@@ -311,8 +312,8 @@ def _table(dataset: str, rows: dict[str, dict[str, Any]]) -> str:
 
 
 def forecast_run(checkpoint: Path, dataset: str | None, out: Path, samples: int | None, seed: int,
-                 plot: bool, command: list[str] | None = None) -> list[Path]:
-    """`dforce forecast`: sample every test window of a dataset with a trained forecaster.
+                 plot: bool, command: list[str] | None = None, device: Any = "cpu") -> list[Path]:
+    """`dforce forecast`: sample every test window of a dataset with a trained forecaster on ``device``.
 
     ``dataset`` defaults to the one the checkpoint was trained on. Writes ``samples.npz``
     (samples (W, S, P, N), truth (W, P, N)), ``metrics.json`` (GluonTS scores) and, with
@@ -323,7 +324,7 @@ def forecast_run(checkpoint: Path, dataset: str | None, out: Path, samples: int 
     from ..config import ForecastConfig, section
     from .model import load_series
 
-    forecaster = Forecaster.from_pretrained(checkpoint)
+    forecaster = Forecaster.from_pretrained(checkpoint, device)
     trained_on = section(ForecastConfig, forecaster.model.extra.get("forecast", {}),
                          f"{checkpoint}/config.json extra.forecast")
     series = load_series(replace(trained_on, dataset=dataset or _stored_dataset(trained_on.dataset)))

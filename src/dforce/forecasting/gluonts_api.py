@@ -186,5 +186,6 @@ class DiffusionForcingEstimator(Estimator):
 
     def _fit(self, cfg: RunConfig, run_dir: Path, fd: Any) -> DiffusionForcingPredictor:
         chosen = train_forecaster(cfg, run_dir, progress=self.progress, fd=fd)
-        forecaster = Forecaster.from_pretrained(chosen)           # loaded into memory before run_dir may go
+        # loaded into memory (on the training device) before run_dir may go
+        forecaster = Forecaster.from_pretrained(chosen, cfg.train.device)
         return DiffusionForcingPredictor(forecaster, self.num_samples, self.seed)

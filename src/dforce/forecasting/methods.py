@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from .. import devices
 from ..config import RunConfig, load_config, to_dict
 from . import baselines, deepar
 from .model import ForecastData, Forecaster, train_forecaster
@@ -64,7 +65,9 @@ class Methods:
     """Samples any method for one dataset protocol.
 
     config: the DF config file; base: overrides applied to every method; runs: the
-    dataset's run root (``RUNS/<dataset>``).
+    dataset's run root (``RUNS/<dataset>``). device: where trained methods train and sample
+    (auto, cpu or cuda; None: the config's ``train.device``). It is not part of a run's key:
+    a model trained on one device is reused on another.
     """
 
     config: Path
@@ -73,6 +76,7 @@ class Methods:
     runs: Path
     progress: bool = False
     ensemble: int = 5
+    device: str | None = None
     _deepar: dict[str, Any] | None = None
 
     def config_of(self, method: str, seed: int = 0) -> RunConfig:
@@ -109,7 +113,8 @@ class Methods:
                      for member in range(self.ensemble)]
             return np.concatenate(paths, axis=1)[:, :samples]
         cfg = self.config_of(method, seed)
-        forecaster = Forecaster.from_pretrained(self.trained(cfg, self.run_dir(method, seed)))
+        forecaster = Forecaster.from_pretrained(self.trained(cfg, self.run_dir(method, seed)),
+                                                devices.resolve(self.device or cfg.train.device))
         forecaster.model.sampling_cfg = cfg.sampling  # sampling is not trained: the config in force decides it
         return forecaster.sample(histories, self.fd.series.start, samples,
                                  seed=seed if sampling_seed is None else sampling_seed,
@@ -120,6 +125,8 @@ class Methods:
         if (run_dir / "model").is_dir():
             return run_dir / "best" if (run_dir / "best").is_dir() else run_dir / "model"
         resume = (run_dir / "checkpoints").is_dir()
+        if self.device is not None:
+            cfg = replace(cfg, train=replace(cfg.train, device=self.device))
         log.info("training %s (%s)", run_dir, "resuming" if resume else "new")
         return train_forecaster(cfg, run_dir, resume=resume, progress=self.progress, fd=self.fd)
 

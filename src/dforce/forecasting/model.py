@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .. import atomic
+from .. import atomic, devices
 from ..config import ForecastConfig, RunConfig
 from ..data.sequences import Sequences
 from ..pipeline import DiffusionForcingModel
@@ -205,7 +205,7 @@ class Forecaster:
                    p["freq"], p.get("covariate_mean"), p.get("covariate_std"))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> "Forecaster":
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "Forecaster":
         return cls.from_model(DiffusionForcingModel.from_pretrained(directory, device))
 
     @property
@@ -238,7 +238,7 @@ class Forecaster:
         context = torch.from_numpy(tokens).repeat_interleave(num_samples, 0).to(device)
         c = torch.from_numpy(cond).repeat_interleave(num_samples, 0).to(device)
         out = self.model.rollout(self.prediction_length, context, cond=c,
-                                 generator=torch.Generator(device).manual_seed(seed))
+                                 generator=devices.generator(seed, device))
         paths = out.cpu().numpy().reshape(len(histories), num_samples, self.prediction_length, self.n_series)
         h = self.spec.levels(paths, loc, scale)                                   # (W, S, P, N) normalized
         return (h * self.std[:, 0] + self.mean[:, 0]).astype(np.float32)

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None,
                         help="episode e uses default_rng([seed, e]); sampling seed (default 0; 40000 with --matrix)")
     parser.add_argument("--batch", type=int, default=200, help="episodes run together (default 200)")
-    parser.add_argument("--device", type=flags.device, default="cpu", help="torch device (default cpu)")
+    flags.add_device(parser)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, default=None,
                        help=f"results JSON (default {DEFAULT_OUT}/<tag>.json; a directory with --matrix)")
@@ -96,16 +96,14 @@ def tag_of(args: argparse.Namespace, corruption: Corruption) -> str:
     return tag + (f"-kc{args.corrupt_level}" if args.corrupt_level is not None else "")
 
 
-def load_model(checkpoint: str | Path, device: str) -> Any:
-    """A :class:`~dforce.pipeline.DiffusionForcingModel` from a model directory or zoo name."""
-    import torch
-
+def load_model(checkpoint: str | Path, device: Any) -> Any:
+    """A :class:`~dforce.pipeline.DiffusionForcingModel` from a model directory or zoo name, on ``device``."""
     from ..pipeline import DiffusionForcingModel
 
-    return DiffusionForcingModel.from_pretrained(checkpoint, device=torch.device(device))
+    return DiffusionForcingModel.from_pretrained(checkpoint, device=device)
 
 
-def load_policy(checkpoint: str | Path, method: str, device: str, *, corrupt_level: int | None = None,
+def load_policy(checkpoint: str | Path, method: str, device: Any, *, corrupt_level: int | None = None,
                 steps: int | None = None, seed: int = 0) -> Any:
     """An :class:`~.policy.ImitationPolicy` from a model directory or zoo name."""
     from .policy import ImitationPolicy

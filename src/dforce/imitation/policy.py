@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import devices
 from ..data.maze2d_tokens import FRAME_DIM, OBS_DIM, observation_stats, stack_frames, unstack_frames
 from ..diffusion import by_name, commit, denoise_chunk
 from ..pipeline import DiffusionForcingModel
@@ -121,7 +122,7 @@ class ImitationPolicy:
         self.flag_use = self._flag_use()
         self.corrupt_level = self._corrupt_level(corrupt_level)
         self.levels = by_name("autoregressive", 1, self.steps)                   # (steps + 1, 1)
-        self.generator = torch.Generator(model.device).manual_seed(seed)
+        self.generator = devices.generator(seed, model.device)
         self.mean, self.std = observation_stats(model.normalizer)
         self.state: Any = None
         self.cond: Tensor | None = None

@@ -70,15 +70,27 @@ class GRUDenoiser(nn.Module):
         """Predict the chunk x (B, T', token_dim) after the past summarised by ``state``."""
         self._check_state(state, x.shape[0])
         h_in, e = self._encode(x, k, cond)
-        h, _ = self.gru(h_in, state)  # one fused call over all T' steps
+        h, _ = self._gru(h_in, state)  # one fused call over all T' steps
         return self._decode(h, e)
 
     def append(self, x: Tensor, k: Tensor, cond: Tensor | None, state: Tensor) -> Tensor:
         """Commit x (B, T', token_dim) at levels k; returns the hidden state after it."""
         self._check_state(state, x.shape[0])
         h_in, _ = self._encode(x, k, cond)
-        _, last = self.gru(h_in, state)
+        _, last = self._gru(h_in, state)
         return last
+
+    def _gru(self, h_in: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """``self.gru``; off cuDNN when a gradient is asked of a model in eval mode.
+
+        Guidance differentiates a frozen (eval-mode) model with respect to its noisy inputs,
+        and cuDNN refuses an RNN backward outside training mode; the native CUDA kernel
+        computes the same function and its gradient.
+        """
+        if h_in.is_cuda and torch.is_grad_enabled() and not self.training:
+            with torch.backends.cudnn.flags(enabled=False):
+                return self.gru(h_in, state)
+        return self.gru(h_in, state)
 
     # -- benchmark baseline ----------------------------------------------------
 

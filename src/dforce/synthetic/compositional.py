@@ -41,8 +41,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .. import devices, flags
 from ..config import DataConfig, section
-from ..diffusion import Inpaint, by_name, commit, denoise_chunk
+from ..diffusion import Inpaint, by_name, commit, denoise_chunk, randn
 from ..pipeline import DiffusionForcingModel
 from ..results import add_destination, destination
 from .cross import CLASSES, END_TOL, PATH_TOL, classify, distance_to_ideal, end_corners, fractions, ideal
@@ -83,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=tuple(SPLITS), default="test",
                         help="seeds of start corners and sampling: test (default) or val (for choosing options)")
     parser.add_argument("--seed", type=int, default=0, help="added to the split's seeds")
+    flags.add_device(parser)
     add_destination(parser, DEFAULT_OUT, RECORD_DIR)
     parser.add_argument("--no-plot", action="store_true", help="no figure")
 
@@ -122,13 +124,13 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--scheduling {args.scheduling!r} is not one of {', '.join(SCHEDULINGS)}")
 
 
-def load(name: str, checkpoint: Path) -> tuple[DiffusionForcingModel, DataConfig]:
-    """The model and its training data config; ValueError unless it was trained on cross with 2-D tokens."""
+def load(name: str, checkpoint: Path, device: str | torch.device = "cpu") -> tuple[DiffusionForcingModel, DataConfig]:
+    """The model (on ``device``) and its training data config; ValueError unless it was trained on cross with 2-D tokens."""
     for candidate in (checkpoint, checkpoint / "model"):
         if (candidate / "config.json").is_file():
             checkpoint = candidate
             break
-    model = DiffusionForcingModel.from_pretrained(checkpoint)
+    model = DiffusionForcingModel.from_pretrained(checkpoint, device)
     data = section(DataConfig, model.extra.get("data", {}), "config.json extra.data")
     if data.name != "cross" or model.token_shape != (2,) or model.cond_dim:
         raise ValueError(f"checkpoint {name}={str(checkpoint)!r} was trained on data.name={data.name!r} with tokens "
@@ -160,7 +162,7 @@ class Sampler:
         net, schedule, (B, C) = m.backbone, m.schedule, ctx.shape[:2]
         width = C + horizon if self.replace_context else horizon
         levels = by_name(self.scheduling, width, s.steps, s.slope)
-        noise = torch.randn((B, width, 2), generator=generator, device=m.device)
+        noise = randn((B, width, 2), generator, m.device)
         kwargs = dict(target=m.diffusion_cfg.target, step=s.step, eta=s.eta, generator=generator)
         if self.replace_context:
             known = torch.zeros(B, width, dtype=torch.bool, device=m.device)
@@ -195,7 +197,7 @@ def mpc(sampler: Sampler, start: Tensor, length: int, horizon: int | None, execu
 def evaluate(sampler: Sampler, start: Tensor, length: int, execute: int, context: int | None,
              args: argparse.Namespace, seed: int) -> tuple[dict, Tensor, Tensor]:
     """Trajectories of one checkpoint in one mode: (metrics, trajectories (N, length, 2), labels (N,))."""
-    g = torch.Generator(sampler.model.device).manual_seed(seed)
+    g = devices.generator(seed, sampler.model.device)
     traj = mpc(sampler, start, length, args.horizon, execute, context, g)
     labels = classify(traj, args.end_tol, args.path_tol)
     measured, expected = fractions(labels), ideal(length, execute, context)
@@ -220,7 +222,7 @@ def run(args: argparse.Namespace) -> list[Path]:
 
     check_args(args)
     modes = parse_context(args.context)
-    models = {name: load(name, path) for name, path in parse_checkpoints(args.checkpoints).items()}
+    models = {name: load(name, path, args.device) for name, path in parse_checkpoints(args.checkpoints).items()}
     lengths = {data.length for _, data in models.values()}
     length = max(lengths) if args.length is None else args.length
     execute = max(1, (length - 1) // 2) if args.execute is None else args.execute

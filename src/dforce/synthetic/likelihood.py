@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import devices, flags
 from ..config import DataConfig
 from .linear_gaussian import LinearGaussian
 from ..diffusion.likelihood import elbo
@@ -54,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proposal", default="snr", choices=("snr", "uniform"),
                         help="how the KL level is drawn (dforce.diffusion.likelihood; default snr)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo draws")
+    flags.add_device(parser)
     add_destination(parser, DEFAULT_OUT, RECORD_DIR)   # <out>/linear_gaussian.json and .png
     parser.add_argument("--plot", type=Path, default=None, help="PNG (default: the JSON's path with .png)")
 
@@ -94,11 +96,11 @@ def parse_checkpoints(items: list[str]) -> dict[str, Path]:
     return named
 
 
-def load_model(directory: Path) -> DiffusionForcingModel:
-    """A model from ``directory`` or its ``model/`` subfolder (a run directory); ValueError if neither."""
+def load_model(directory: Path, device: str | torch.device = "cpu") -> DiffusionForcingModel:
+    """A model from ``directory`` or its ``model/`` subfolder (a run directory) on ``device``; ValueError if neither."""
     for candidate in (directory, directory / "model"):
         if (candidate / "config.json").is_file():
-            return DiffusionForcingModel.from_pretrained(candidate)
+            return DiffusionForcingModel.from_pretrained(candidate, device)
     raise ValueError(f"checkpoint {str(directory)!r} not found: need a model directory with config.json "
                      "and model.safetensors (or a run directory holding model/)")
 
@@ -139,12 +141,12 @@ def log_jacobian(model: DiffusionForcingModel) -> float:
 @torch.no_grad()
 def token_bounds(model: DiffusionForcingModel, x: Tensor, draws: int, proposal: str,
                  generator: torch.Generator) -> Tensor:
-    """(n, T) float64 bounds on log p(x_t | x_<t) with the clean past as context, nats in data units."""
-    z = model.normalizer.normalize(x)
+    """(n, T) float64 bounds on log p(x_t | x_<t) with the clean past as context, nats in data units (on the CPU)."""
+    z = model.normalizer.normalize(x.to(model.device))
     parts = [elbo(model.backbone, model.schedule, z[i : i + BATCH], target=model.diffusion_cfg.target,
                   draws=draws, proposal=proposal, generator=generator)
              for i in range(0, len(z), BATCH)]
-    return torch.cat(parts) - log_jacobian(model)
+    return torch.cat(parts).cpu() - log_jacobian(model)
 
 
 def mean_se(values: Tensor, dims: int) -> tuple[float, float]:
@@ -190,7 +192,7 @@ def evaluate(models: dict[str, DiffusionForcingModel], x: Tensor, lengths: list[
         "models": {},
     }
     for i, (name, model) in enumerate(models.items()):
-        g = torch.Generator().manual_seed(seed * 1_000 + i)
+        g = devices.generator(seed * 1_000 + i, model.device)
         tokens = token_bounds(model, x, draws, proposal, g)           # (n, T); prefixes sum it
         metrics["models"][name] = {
             "by_length": [{"length": L, **score(tokens[:, :L].sum(1), exact[L], L * D)} for L in lengths],
@@ -225,7 +227,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     if args.draws < 1:
         raise ValueError(f"--draws must be >= 1, got {args.draws}")
     paths = parse_checkpoints(args.checkpoints)
-    models = {name: load_model(path) for name, path in paths.items()}
+    models = {name: load_model(path, args.device) for name, path in paths.items()}
     data = shared_data_config({name: data_config(name, m) for name, m in models.items()})
     lengths = parse_lengths(args.lengths, data.length)
     x = held_out(data, args.sequences, data.length)

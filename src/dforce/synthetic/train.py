@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .. import devices
 from ..config import DataConfig, RunConfig, section
 from ..data.sequences import FreshSequences, Sequences, random_windows, suffixes
 from ..pipeline import DiffusionForcingModel
@@ -76,7 +77,7 @@ def periodic_rollout(cfg: DataConfig, context: int = 4, multiple: int = 4, batch
 
     def evaluate(model: DiffusionForcingModel, step: int) -> dict[str, float]:
         generated = model.rollout(multiple * cfg.length, real[:, :context].to(model.device),
-                                  generator=torch.Generator(model.device).manual_seed(step))
+                                  generator=devices.generator(step, model.device))
         return rollout_stats(generated.cpu(), real[:, context:], cfg.length)
     return evaluate
 
@@ -104,14 +105,15 @@ def rollout_stats(generated: Tensor, real: Tensor, train_length: int) -> dict[st
 
 def sample_run(checkpoint: Path, out: Path, *, length: int | None = None, context: int = 4, batch: int = 8,
                scheduling: str | None = None, slope: float | None = None, steps: int | None = None,
-               chunk: int | None = None, stabilization: int | None = None, seed: int = 0) -> list[Path]:
-    """Roll a trained model out from held-out contexts; writes samples.safetensors and samples.png."""
+               chunk: int | None = None, stabilization: int | None = None, seed: int = 0,
+               device: str | torch.device = "cpu") -> list[Path]:
+    """Roll a trained model out from held-out contexts on ``device``; writes samples.safetensors and samples.png."""
     from safetensors.torch import save
 
     from .. import atomic
     from ..plotting import plot_rollout
 
-    model = DiffusionForcingModel.from_pretrained(checkpoint)
+    model = DiffusionForcingModel.from_pretrained(checkpoint, device)
     data_cfg = section(DataConfig, model.extra.get("data", {}), f"{checkpoint}/config.json extra.data")
     length = 10 * data_cfg.length if length is None else length   # not `or`: an explicit 0 is an error
     if context < 1 or batch < 1 or length < 1:
@@ -120,7 +122,7 @@ def sample_run(checkpoint: Path, out: Path, *, length: int | None = None, contex
     levels = model.scheduling_matrix(scheduling, chunk, steps, slope)
     tic = time.time()
     generated = model.rollout(length, real[:, :context], levels=levels, stabilization=stabilization,
-                              generator=torch.Generator().manual_seed(seed))
+                              generator=devices.generator(seed, model.device)).cpu()
     log.info("generated %d x %d tokens in %.1fs", batch, length, time.time() - tic)
     out.mkdir(parents=True, exist_ok=True)
     full = torch.cat([real[:, :context], generated], 1)

@@ -25,6 +25,7 @@ MODULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("dforce.zoo", ("entries", "resolve", "push_to_hub")),
     ("dforce.synthetic.data", ("GENERATORS", "generate", "oscillators", "cross", "cross_paths", "cross_suffixes")),
     ("dforce.synthetic.linear_gaussian", ("LinearGaussian", "linear_gaussian")),
+    ("dforce.synthetic.exact_denoiser", ("ExactDenoiser", "ar1")),
     ("dforce.synthetic.train", ("training_data", "held_out", "train_run", "sample_run")),
     ("dforce.synthetic.cross", ("classify", "fractions", "ideal")),
     ("dforce.stats", ("wilson", "binomial_stderr")),

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from .. import atomic
+from .. import atomic, devices
 from ..config import load_config
 from ..plotting import plot_loss, plot_rollout, plot_schedules
 from ..results import write_result
@@ -44,18 +44,22 @@ STEPS = ("forecast", "planning", "video")   # the steps that use shipped checkpo
 
 
 def run_demo(out: Path, steps: int | None = None, progress: bool = True, results: Path | None = None,
-             command: list[str] | None = None, exchange: str | None = None, skip: tuple[str, ...] = ()) -> list[Path]:
+             command: list[str] | None = None, exchange: str | None = None, skip: tuple[str, ...] = (),
+             device: str = devices.AUTO) -> list[Path]:
     """Train the embedded default config and write the demo pictures; returns the files written.
 
     ``results``: a second path for the summary JSON (to keep it with the project's results).
     ``exchange``: where the Exchange dataset is (default: where the checkpoint was trained from).
-    ``skip``: names from ``STEPS`` not to run.
+    ``skip``: names from ``STEPS`` not to run. ``device``: where everything trains and samples
+    (a ``train.device`` value: auto, cpu or cuda).
     """
     unknown = set(skip) - set(STEPS)
     if unknown:
         raise ValueError(f"unknown demo steps to skip: {', '.join(sorted(unknown))}; known: {', '.join(STEPS)}")
     out = Path(out)
-    cfg = load_config(None, [] if steps is None else [f"train.steps={steps}"])   # not `if steps`: 0 is an error
+    # not `if steps`: 0 is an error
+    cfg = load_config(None, [f"train.device={device}", *([] if steps is None else [f"train.steps={steps}"])])
+    where = devices.resolve(device)
     run_dir = out / "run"
     start = tic = time.time()
     model, _ = in_new_directory(run_dir, lambda tmp: (train_run(cfg, tmp, progress=progress), [tmp]))
@@ -73,7 +77,7 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
     stats, tic = {}, time.time()
     for name, level in (("stabilized", cfg.sampling.stabilization), ("no_stabilization", 0)):
         generated = model.rollout(length, real[:, :CONTEXT], stabilization=level,
-                                  generator=torch.Generator().manual_seed(SEED))
+                                  generator=devices.generator(SEED, model.device)).cpu()
         stats[name] = rollout_stats(generated, real[:, CONTEXT:], cfg.data.length)
         files.append(plot_rollout(torch.cat([real[:, :CONTEXT], generated], 1), real, out / f"rollout_{name}.png",
                                   context=CONTEXT, train_length=cfg.data.length,
@@ -83,10 +87,11 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, results
     none: tuple[None, list[Path]] = (None, [])
     # a skipped step leaves its previous outputs alone; a step that runs replaces them only when it succeeds
     forecast, forecast_files = none if "forecast" in skip else in_new_directory(
-        out / "forecast", lambda tmp: forecast_step(tmp, exchange, command))
+        out / "forecast", lambda tmp: forecast_step(tmp, exchange, command, where))
     plan, plan_files = none if "planning" in skip else in_new_directory(
-        out / "planning", lambda tmp: planning_step(tmp, command))
-    video, video_files = none if "video" in skip else in_new_directory(out / "video", video_step)
+        out / "planning", lambda tmp: planning_step(tmp, command, where))
+    video, video_files = none if "video" in skip else in_new_directory(
+        out / "video", lambda tmp: video_step(tmp, where))
     files += forecast_files + plan_files + video_files
 
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -124,7 +129,8 @@ def in_new_directory(target: Path, step: Callable[[Path], tuple]) -> tuple:
     return info, [target / Path(f).relative_to(tmp) if Path(f).is_relative_to(tmp) else Path(f) for f in files]
 
 
-def forecast_step(out: Path, exchange: str | None, command: list[str] | None) -> tuple[dict | None, list[Path]]:
+def forecast_step(out: Path, exchange: str | None, command: list[str] | None,
+                  device: torch.device | str = "cpu") -> tuple[dict | None, list[Path]]:
     """Forecast Exchange's test windows with the shipped checkpoint: (GluonTS metrics, files), or (None, [])."""
     from ..forecasting.evaluate import forecast_run
 
@@ -132,14 +138,16 @@ def forecast_step(out: Path, exchange: str | None, command: list[str] | None) ->
         log.warning("forecast step skipped: no shipped checkpoint at %s", EXCHANGE_CHECKPOINT)
         return None, []
     try:
-        files = forecast_run(EXCHANGE_CHECKPOINT, exchange, out, samples=100, seed=SEED, plot=True, command=command)
+        files = forecast_run(EXCHANGE_CHECKPOINT, exchange, out, samples=100, seed=SEED, plot=True, command=command,
+                             device=device)
     except (FileNotFoundError, ImportError) as err:
         log.warning("forecast step skipped (%s); point --exchange-data at exchange_rate_nips.tar.gz", err)
         return None, []
     return json.loads((out / "metrics.json").read_text())["metrics"], files
 
 
-def planning_step(out: Path, command: list[str] | None) -> tuple[dict | None, list[Path]]:
+def planning_step(out: Path, command: list[str] | None,
+                  device: torch.device | str = "cpu") -> tuple[dict | None, list[Path]]:
     """One Maze2D episode (seed 0) with the shipped planner: (score record, files), or (None, [])."""
     import argparse
 
@@ -156,7 +164,7 @@ def planning_step(out: Path, command: list[str] | None) -> tuple[dict | None, li
     add_arguments(parser)
     args = parser.parse_args(["--env", f"maze2d-{maze}", "--checkpoint", f"maze2d-{maze}", "--method", "df",
                               "--episodes", "1", "--batch", "1", "--seed", str(SEED),
-                              "--out", str(out), "--no-progress"])
+                              "--out", str(out), "--no-progress", "--device", str(device)])
     args.command_line = command
     try:
         files = eval_planning(args)
@@ -167,7 +175,7 @@ def planning_step(out: Path, command: list[str] | None) -> tuple[dict | None, li
     return {"env": f"maze2d-{maze}", **{key: metrics[key] for key in ("score_mean", "return_mean", "reached_goal_fraction")}}, files
 
 
-def video_step(out: Path) -> tuple[dict | None, list[Path]]:
+def video_step(out: Path, device: torch.device | str = "cpu") -> tuple[dict | None, list[Path]]:
     """Roll the shipped Moving MNIST model out 10x its training length: (timings, files), or (None, [])."""
     from ..zoo import entries
     from .video import sample_video
@@ -180,7 +188,7 @@ def video_step(out: Path) -> tuple[dict | None, list[Path]]:
     tic = time.time()
     try:
         files = sample_video(entry.directory, out / "rollout.gif", out, frames=VIDEO_MULTIPLE * length,
-                             context=4, batch=2, seed=SEED)
+                             context=4, batch=2, seed=SEED, device=device)
     except FileNotFoundError as err:
         log.warning("video step skipped (%s); set DFORCE_MNIST_DIR to a folder with the MNIST idx files", err)
         return None, []

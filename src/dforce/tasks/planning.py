@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import devices
 from ..config import RunConfig
 from ..data.maze2d_tokens import COND_DIM, FRAME_DIM, OBS_DIM, observation_stats, start_condition, unstack_frames
 from ..diffusion import CostGuidance, MonteCarloGuidance, by_name
@@ -186,7 +187,7 @@ class Planner:
         if self.replan_every > self.horizon * self.frame_stack:
             raise ValueError(f"replan_every={self.replan_every} exceeds the plan length of "
                              f"{self.horizon} tokens x {self.frame_stack} steps")
-        self.generator = torch.Generator(model.device).manual_seed(seed)
+        self.generator = devices.generator(seed, model.device)
         self.keep_history, self.keep_rows = keep_history, keep_rows
         self.history: list[Plan] = []
         self.reset()

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slope", type=float, default=None, help="pyramid slope (default: the model's)")
     parser.add_argument("--horizon", type=int, default=None, help="maximum plan tokens (default: the training window)")
     parser.add_argument("--max-steps", type=int, default=None, help="episode length (default D4RL's 300/600/800)")
-    parser.add_argument("--device", type=flags.device, default="cpu", help="torch device for the planner (default cpu)")
+    flags.add_device(parser)
     add_destination(parser, DEFAULT_OUT, RECORD_DIR)   # <out>/<env>[-multi]-<method>.json
     parser.add_argument("--no-pictures", action="store_true", help="skip the PNG and the GIF")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -128,8 +128,6 @@ def run_episodes(planner, env_name: str, multi: bool, episodes: int, batch: int,
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Evaluate one method; write the results JSON (and PNG + GIF); returns their paths."""
-    import torch
-
     from ..envs.maze2d import EPISODE_LENGTH, normalized_score, wall_squares
     from ..pipeline import DiffusionForcingModel
     from ..results import write_result
@@ -137,7 +135,7 @@ def run(args: argparse.Namespace) -> list[Path]:
 
     maze, multi = check_args(args)
     env_name = f"maze2d-{maze}"
-    model = DiffusionForcingModel.from_pretrained(args.checkpoint, device=torch.device(args.device))
+    model = DiffusionForcingModel.from_pretrained(args.checkpoint, device=args.device)
     trained = model.extra.get("planning", {}).get("maze")
     if trained is not None and trained != maze:
         raise ValueError(f"--checkpoint {str(args.checkpoint)!r} was trained on maze2d-{trained}, not --env {args.env!r}")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import devices
 from ..config import DataConfig, RunConfig, VideoConfig
 from ..data.sequences import Sequences
 from ..diffusion.guidance import HistoryGuidance
@@ -142,7 +143,7 @@ def periodic_rollout(cfg: RunConfig, context: int = 4, multiple: int = 4, batch:
 
     def evaluate(model: DiffusionForcingModel, step: int) -> dict[str, float]:
         roll = VideoRollout(model)
-        gen = roll(real[:, :context], multiple * cfg.data.length, cond, generator=torch.Generator().manual_seed(step))
+        gen = roll(real[:, :context], multiple * cfg.data.length, cond, generator=devices.generator(step, model.device))
         n = min(cfg.data.length, real.shape[1] - context)
         return {"mse_first_window": float((gen[:, :n] - real[:, context:context + n]).pow(2).mean()),
                 "mean_last_window": float(gen[:, -cfg.data.length:].mean()),
@@ -220,14 +221,15 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: int = 10) -> Path:
 
 def sample_video(checkpoint: Path, gif: Path | None, out: Path, *, frames: int | None = None, context: int = 4,
                  batch: int = 4, scheduling: str | None = None, slope: float | None = None, steps: int | None = None,
-                 chunk: int | None = None, stabilization: int | None = None, seed: int = 0) -> list[Path]:
-    """Roll a video checkpoint out from held-out contexts; writes a GIF (generated | truth) and samples.npz.
+                 chunk: int | None = None, stabilization: int | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu") -> list[Path]:
+    """Roll a video checkpoint out on ``device`` from held-out contexts; writes a GIF (generated | truth) and samples.npz.
 
     samples.npz holds uint8 ``generated`` (B, context + frames, 1, S, S), context included,
     and ``real`` (B, L, 1, S, S), the ground truth that exists. Sampling settings default
     to the checkpoint's.
     """
-    model = DiffusionForcingModel.from_pretrained(checkpoint)
+    model = DiffusionForcingModel.from_pretrained(checkpoint, device)
     if not is_video(model):
         raise ValueError(f"{checkpoint} was not trained on video data ({', '.join(VIDEO_DATA)})")
     data, video = DataConfig(**model.extra["data"]), VideoConfig(**model.extra.get("video", {}))
@@ -240,7 +242,7 @@ def sample_video(checkpoint: Path, gif: Path | None, out: Path, *, frames: int |
     tic = time.time()
     levels = model.scheduling_matrix(scheduling, chunk, steps, slope)
     gen = VideoRollout(model, stabilization, levels=levels)(real[:, :context], frames, cond,
-                                                            generator=torch.Generator().manual_seed(seed))
+                                                            generator=devices.generator(seed, model.device))
     log.info("generated %d x %d frames in %.1fs", batch, frames, time.time() - tic)
     full = torch.cat([real[:, :context], gen], 1)
     out.mkdir(parents=True, exist_ok=True)

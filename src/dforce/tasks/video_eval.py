@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .. import flags
+from .. import devices, flags
 from ..results import add_destination, destination
 from ..config import CHOICES
 
@@ -86,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-steps", type=int, default=1000,
                         help="training steps when the encoder is not there yet (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
+    flags.add_device(parser)
     add_destination(parser, Path("outputs/video"), Path("results/video"))   # <out>/<dataset>-<method>.json
     parser.add_argument("--no-progress", action="store_true")
 
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     if not 0 < args.quantile < 1:
         raise ValueError(f"--quantile must lie in (0, 1), got {args.quantile}")
     tic = time.time()
-    model = DiffusionForcingModel.from_pretrained(args.checkpoint)
+    model = DiffusionForcingModel.from_pretrained(args.checkpoint, args.device)
     if not is_video(model):
         raise ValueError(f"{args.checkpoint} was not trained on video data (moving_mnist, atari)")
     data, video = DataConfig(**model.extra["data"]), VideoConfig(**model.extra.get("video", {}))
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> list[Path]:
                                 disable=None if not args.no_progress else True)):
         hi = min(lo + args.batch, args.rollouts)
         gen.append(roll(real[lo:hi, :args.context], horizon, None if cond is None else cond[lo:hi],
-                        generator=torch.Generator().manual_seed(args.seed * 100_003 + i)))
+                        generator=devices.generator(args.seed * 100_003 + i, model.device)))
     gen = torch.cat(gen)                                          # (R, horizon, 1, S, S)
     truth = real[:, args.context:]                                # (R, <= horizon, 1, S, S)
     rollout_s = time.time() - tic
@@ -292,7 +293,7 @@ def rollout_speed(roll, context: Tensor, cond: Tensor | None, frames: int, windo
     out = {"frames": frames, "batch": context.shape[0], "recompute_window": window}
     for name, recompute in (("streaming", False), ("recompute", True)):
         tic = time.time()
-        roll(context, frames, cond, generator=torch.Generator().manual_seed(seed), recompute=recompute,
+        roll(context, frames, cond, generator=devices.generator(seed, roll.model.device), recompute=recompute,
              recompute_window=window)
         out[f"{name}_frames_per_s"] = round(frames / (time.time() - tic), 3)
     out["speedup"] = round(out["streaming_frames_per_s"] / out["recompute_frames_per_s"], 3)

@@ -24,6 +24,9 @@ from .checkpoint import step_of
 from .errors import RunDirError
 
 LOCK, RECORD, FORMAT = ".lock", "run.json", "dforce-run"
+# Keys that say where a run executes, not what it computes: a run may resume on another device
+# (checkpoints load onto the model's device).
+PLACEMENT = ("train.device",)
 _held: set[Path] = set()   # run directories this process has locked (the lock is re-entrant per process)
 
 
@@ -98,7 +101,8 @@ def check(run_dir: Path, config: dict[str, Any], *, resume: bool, force: bool) -
                           "choose another --out, or pass --force to train into it anyway")
     if resume:
         if RECORD in entries:
-            changed = differences(_recorded(run_dir / RECORD, force), config)
+            changed = {key: values for key, values in differences(_recorded(run_dir / RECORD, force), config).items()
+                       if key not in PLACEMENT}
             if changed and not force:
                 raise RunDirError(f"--resume: the config differs from the one {run_dir / RECORD} recorded in "
                                   f"{len(changed)} key(s): {_listing(changed)}; pass --force to resume anyway")

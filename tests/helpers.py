@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 # Real datasets that cannot be downloaded here live beside the checkout (../shared/data);
 # DFORCE_TEST_DATA points elsewhere.
@@ -33,3 +35,20 @@ def train_tiny(run: Path) -> Path:
 
     assert main(["train", "default", *TINY, "train.steps=3", "--out", str(run), "--no-progress"]) == 0
     return run / "model"
+
+
+class NoRepeat(torch.nn.Module):
+    """Hides a backbone's ``repeat_state`` so Monte Carlo samples run one after another."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def init_state(self, batch):
+        return self.net.init_state(batch)
+
+    def forward_chunk(self, x, k, cond, state):
+        return self.net.forward_chunk(x, k, cond, state)
+
+    def append(self, x, k, cond, state):
+        return self.net.append(x, k, cond, state)

@@ -26,7 +26,7 @@ from dforce.config import DiffusionConfig, ModelConfig, SamplingConfig, load_con
 from dforce.diffusion import CostGuidance, HistoryGuidance, MonteCarloGuidance, NoiseSchedule, pyramid, sample
 from dforce.models import CausalTransformer, FrameDenoiser, GRUDenoiser
 from dforce.pipeline import DiffusionForcingModel
-from helpers import TINY
+from helpers import TINY, NoRepeat
 
 DEVICE = torch.device(os.environ.get("DFORCE_TEST_DEVICE", "cuda"))
 pytestmark = [
@@ -226,20 +226,6 @@ def test_guidance_lowers_the_cost_under_bf16(guidance):
 
 
 def test_batched_monte_carlo_guidance_equals_sequential_on_device():
-    class NoRepeat(torch.nn.Module):             # hides repeat_state: Monte Carlo samples one after another
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def init_state(self, batch):
-            return self.net.init_state(batch)
-
-        def forward_chunk(self, x, k, cond, state):
-            return self.net.forward_chunk(x, k, cond, state)
-
-        def append(self, x, k, cond, state):
-            return self.net.append(x, k, cond, state)
-
     torch.manual_seed(0)
     net, schedule = GRUDenoiser(3, width=16, depth=1, levels=100).to(DEVICE).eval(), NoiseSchedule.make(100)
     context = torch.randn(3, 2, 3, device=DEVICE)

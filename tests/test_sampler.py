@@ -6,6 +6,7 @@ from dforce.diffusion import (
     full_sequence, pyramid, rollout, sample,
 )
 from dforce.models import GRUDenoiser, Recompute
+from helpers import NoRepeat
 
 
 class Oracle(torch.nn.Module):
@@ -131,23 +132,6 @@ def test_monte_carlo_guidance_redraws_only_fresh_tokens():
     assert len(seen) == 3
     for other in seen[1:]:
         assert torch.equal(other[:, :2], x[:, :2]) and not torch.allclose(other[:, 2:], x[:, 2:])
-
-
-class NoRepeat(torch.nn.Module):
-    """Hides ``repeat_state`` so Monte Carlo samples run one after another."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def init_state(self, batch):
-        return self.net.init_state(batch)
-
-    def forward_chunk(self, x, k, cond, state):
-        return self.net.forward_chunk(x, k, cond, state)
-
-    def append(self, x, k, cond, state):
-        return self.net.append(x, k, cond, state)
 
 
 @pytest.mark.parametrize("wrap", [lambda n: n, Recompute])

@@ -112,3 +112,13 @@ def test_every_domain_has_a_cpu_and_a_gpu_preset(domain):
     assert gpu.train.device == "auto" and gpu.train.bf16
     assert gpu.train.batch_size * gpu.train.steps > 4 * cpu.train.batch_size * cpu.train.steps
     assert cpu.data.name == gpu.data.name
+
+
+@pytest.mark.slow
+def test_compiled_training_saves_the_plain_model(tmp_path):
+    cfg = TrainConfig(steps=3, batch_size=8, warmup=1, log_every=1, checkpoint_every=3, tensorboard=False,
+                      compile=True, device="cpu")
+    model = train(_model(), Sequences(torch.randn(16, 6, 3)), cfg, tmp_path / "run", progress=False)
+    again = DiffusionForcingModel.from_pretrained(tmp_path / "run" / "model")
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)

@@ -103,6 +103,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.995
     bf16: bool = False                  # bf16 autocast on the training device (CUDA, or a CPU with AVX-512 bf16)
+    compile: bool = False               # torch.compile the training forward (GPU; on this CPU it measured no gain)
     seed: int = 0
     device: str = "auto"
     log_every: int = 50

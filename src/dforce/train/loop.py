@@ -126,6 +126,8 @@ def _train(model: DiffusionForcingModel, data: Sequences, cfg: TrainConfig, run_
         start = checkpoint.load(found, model, ema.model, opt)
         log.info("resumed from %s (step %d)", found, start)
     net = DistributedDataParallel(model) if proc.world > 1 else model
+    if cfg.compile:   # the module is still saved and averaged uncompiled: only the training call is compiled
+        net = torch.compile(net)
     order = BatchOrder(data, cfg.batch_size, proc, cfg.seed)
     logger = MetricsLogger(run_dir, cfg.tensorboard, resume_from=start) if proc.main else None
     autocast = mixed_precision(cfg.bf16, device)

@@ -53,5 +53,10 @@ def presets(root: Path) -> str:
         rows.append([LABELS.get(name, name).split(",")[0], cpu_cell,
                      f"`{Path(gpu['config']).name}`: {gpu['parameters'] / 1e6:.1f}M params, batch {gpu['batch']}, "
                      f"{gpu['steps']} steps, {gpu['total_pflop']:.0f} PFLOP",
-                     f"{gpu['expected_hours']:.1f} h at {gpu['assumed_tflops']:g} TFLOP/s (assumed)"])
-    return markdown(["domain", "CPU preset (bf16, 1 thread)", "GPU preset", "expected on one GPU"], rows)
+                     f"{_duration(gpu['expected_hours'])} at {gpu['assumed_tflops']:g} TFLOP/s (assumed)"])
+    return markdown(["domain", "CPU preset (bf16, 1 thread; training steps only)", "GPU preset",
+                     "expected on one GPU"], rows)
+
+
+def _duration(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"

@@ -45,6 +45,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.core import sync
 from dforce.config import ModelConfig, RunConfig, load_config
 from dforce.data.sequences import Sequences
 from dforce.pipeline import DiffusionForcingModel
@@ -156,7 +157,7 @@ def gemm_peak(dtype: torch.dtype, device: torch.device, n: int, reps: int) -> di
     for name, (run, flops) in kernels.items():
         best[name] = 0.0
         for _ in range(reps):
-            _sync(device)
+            sync(device)
             tic = time.perf_counter()
             run().sum().item()
             best[name] = max(best[name], flops / (time.perf_counter() - tic) / 1e9)
@@ -195,21 +196,21 @@ def time_variants(variants: dict[str, Callable[[int], Any]], reps: int, min_bloc
     for run in variants.values():        # warm-up, and the block size that lasts min_block_s
         for s in range(2):
             run(s)
-    _sync(device)
+    sync(device)
     tic = time.perf_counter()
     next(iter(variants.values()))(2)
-    _sync(device)
+    sync(device)
     per_block = max(1, math.ceil(min_block_s / max(time.perf_counter() - tic, 1e-6)))
     times: dict[str, list[float]] = {name: [] for name in variants}
     step = 3
     for _ in range(reps):
         for name, run in variants.items():
-            _sync(device)
+            sync(device)
             tic = time.perf_counter()
             for _ in range(per_block):
                 run(step)
                 step += 1
-            _sync(device)
+            sync(device)
             times[name].append((time.perf_counter() - tic) / per_block)
     return {name: {"s_per_step": statistics.median(ts), "steps_per_s": 1 / statistics.median(ts),
                    "blocks_s_per_step": ts, "steps_per_block": per_block} for name, ts in times.items()}
@@ -378,11 +379,6 @@ def batch_scan(preset: Preset, device: torch.device, factors: tuple[int, ...], r
     for entry in out.values():
         entry["throughput_vs_baseline"] = entry["sequences_per_s"] / out["baseline"]["sequences_per_s"]
     return out
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ---- report ---------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ import torch  # noqa: E402
 from dforce import devices  # noqa: E402
 from dforce.config import RunConfig, load_config, to_dict  # noqa: E402
 from dforce.pipeline import DiffusionForcingModel  # noqa: E402
+from dforce.train.loop import mixed_precision  # noqa: E402
 
 FILE_LIMIT = 16 * 2**20                    # bytes, every file written under OUT
 SHARED_DATA = "../shared/data"              # where presets point for data kept beside the checkout
@@ -69,7 +70,7 @@ def sync(device: torch.device) -> None:
 
 
 def autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    return mixed_precision(precision == "bf16", device)
 
 
 def data_path(value: str | None, data: Path | None) -> str | None:

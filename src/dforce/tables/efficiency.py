@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import load_config
 from ..records import MISSING, load, markdown
 
 LABELS = {"planner": "planner", "forecaster": "forecaster", "imitation": "imitation policy",
@@ -46,8 +47,6 @@ def presets(root: Path) -> str:
         cpu = m["presets"].get("video" if name == "video_gpu" else name)
         cpu_cell = MISSING
         if cpu:
-            from ..config import load_config
-
             steps = load_config(root / cpu["config"]).train.steps
             cpu_cell = f"`{Path(cpu['config']).name}`: {steps} steps, {steps / cpu['steps_per_s'] / 60:.0f} min here"
         rows.append([LABELS.get(name, name).split(",")[0], cpu_cell,

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .. import devices
+
 
 @dataclass(frozen=True)
 class Process:
@@ -26,14 +28,13 @@ class Process:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is a user error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("train.device=cuda but no CUDA device is available; use cpu or auto")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+    """:func:`dforce.devices.resolve` (``auto`` picks CUDA when present; ``cuda`` without a GPU is a
+    user error), with a bare ``cuda`` placed on this process's GPU."""
+    try:
+        device = devices.resolve(name)
+    except ValueError as err:
+        raise ValueError(f"train.device={name}: {err}") from None
+    return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
 
 
 def setup(device_name: str) -> tuple[Process, torch.device]:

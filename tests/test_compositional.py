@@ -122,6 +122,22 @@ def test_suffixes_start_anywhere_and_mask_the_rest():
     assert y.shape == (8, 33, 2) and m.shape == (8, 33) and m[:, :2].all()
 
 
+def test_whole_paths_keeps_that_share_of_suffixes_uncut():
+    x = torch.arange(10.0).reshape(1, 10, 1).expand(4000, 10, 1)
+    assert torch.equal(suffixes(x, torch.Generator().manual_seed(0), whole=1.0)[0], x)
+    out, mask = suffixes(x, torch.Generator().manual_seed(0), whole=0.5)
+    whole = mask.all(1).float().mean()                                 # offset 0: half, plus 1/9 of the rest
+    assert abs(float(whole) - (0.5 + 0.5 / 9)) < 0.03
+    assert torch.equal(out[mask.all(1)], x[mask.all(1)])
+
+
+@pytest.mark.parametrize("bad", ["data.whole_paths=0.5 data.suffixes=false", "data.whole_paths=1",
+                                 "data.whole_paths=-0.1"])
+def test_config_rejects_whole_paths_out_of_range_or_without_suffixes(bad):
+    with pytest.raises(ValueError, match="whole_paths"):
+        load_config("configs/cross_df.yaml", bad.split())
+
+
 def test_fresh_training_data_differ_per_batch_and_repeat_per_index():
     cfg = load_config("configs/cross_df.yaml").data
     data = training_data(cfg)

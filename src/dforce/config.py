@@ -86,6 +86,7 @@ class DataConfig:
     length: int = 32
     window: Optional[int] = None        # train on one random crop of this many tokens per sequence
     suffixes: bool = False              # train on suffixes from uniform offsets, padded and masked
+    whole_paths: float = 0.0            # with suffixes: share of sequences kept whole (offset 0)
     fresh: bool = False                 # cross only: draw new sequences for every batch
     noise: Optional[float] = None       # None: the generator's default
     seed: int = 0
@@ -215,7 +216,7 @@ POSITIVE = (
 NON_NEGATIVE = ("sampling.slope", "sampling.stabilization", "data.noise", "train.weight_decay",
                 "train.warmup", "train.grad_clip", "train.eval_every", "forecast.max_lag", "forecast.backtest_windows",
                 "planning.guidance_scale", "imitation.action_noise")
-UNIT_INTERVAL = ("diffusion.fused_decay", "diffusion.clean_prob", "train.ema_decay", "imitation.unknown_max_rate")
+UNIT_INTERVAL = ("diffusion.fused_decay", "diffusion.clean_prob", "data.whole_paths", "train.ema_decay", "imitation.unknown_max_rate")
 CLOSED_UNIT_INTERVAL = ("sampling.eta",)     # eta=1 is DDPM-like ancestral noise, still a valid DDIM step
 
 # Sizes refused before anything is allocated: a typo such as model.width=100000 or
@@ -274,6 +275,9 @@ def check(cfg: RunConfig) -> RunConfig:
                          f"teacher_forcing only, got {cfg.diffusion.forcing}")
     if cfg.data.window is not None and cfg.data.suffixes:
         raise ValueError("data.window and data.suffixes exclude each other; choose one way to crop")
+    if cfg.data.whole_paths and not cfg.data.suffixes:
+        raise ValueError(f"data.whole_paths={cfg.data.whole_paths} needs data.suffixes=true (it is the share of "
+                         "suffixes cut at offset 0)")
     synthetic = ("oscillators", "cross", "linear_gaussian")
     for key in ("suffixes", "fresh"):
         if getattr(cfg.data, key) and cfg.data.name not in synthetic:

@@ -23,10 +23,10 @@ def random_windows(x: Tensor, window: int, generator: torch.Generator | None = N
     return x[torch.arange(N)[:, None], offset[:, None] + torch.arange(window)]
 
 
-def suffixes(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def suffixes(x: Tensor, generator: torch.Generator, whole: float = 0.0) -> tuple[Tensor, Tensor]:
     """Each sequence (N, T, *D) cut at a uniform offset o in [0, T-2] and shifted to start at
     token 0: returns the suffixes (N, T, *D) and the mask (N, T) (True = real token, the
-    first T - o).
+    first T - o). With probability ``whole`` a sequence is kept whole (o = 0) instead.
 
     A causal model trained on suffixes sees every sequence begin anywhere, so a context of
     one or two tokens from the middle of a path is in its training distribution, and with
@@ -38,6 +38,10 @@ def suffixes(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     if T < 2:
         raise ValueError(f"suffixes need sequences of >= 2 tokens, got {T}")
     offset = torch.randint(0, T - 1, (N, 1), generator=generator)                   # (N, 1)
+    if whole:
+        # a path's first tokens are its only starts with one continuation (a corner of the cross
+        # goes inward only); weighting them up trains that sharp conditional harder
+        offset = torch.where(torch.rand(N, 1, generator=generator) < whole, 0, offset)
     source = offset + torch.arange(T)                                                # (N, T)
     return x[torch.arange(N)[:, None], source % T], source < T
 

@@ -213,7 +213,8 @@ def describe(sampler: Sampler, data: DataConfig) -> dict:
             "conditioning": "replacement (inpainting)" if sampler.replace_context else "committed clean",
             "scheduling": sampler.scheduling, "sampling_steps": sampler.model.sampling_cfg.steps,
             "training_length": data.length,
-            "training_data": {"suffixes": data.suffixes, "fresh": data.fresh, "window": data.window}}
+            "training_data": {"suffixes": data.suffixes, "whole_paths": data.whole_paths, "fresh": data.fresh,
+                              "window": data.window}}
 
 
 def run(args: argparse.Namespace) -> list[Path]:

@@ -106,10 +106,11 @@ def cross_paths(n: int, length: int, g: torch.Generator, noise: float = CROSS_NO
     return (path + noise * torch.randn(n, length, 2, generator=g)).float()
 
 
-def cross_suffixes(n: int, length: int, generator: torch.Generator,
-                   noise: float = CROSS_NOISE) -> tuple[Tensor, Tensor]:
-    """Fresh cross paths cut into :func:`dforce.data.sequences.suffixes`: ((n, length, 2), (n, length) mask)."""
-    return suffixes(cross_paths(n, length, generator, noise), generator)
+def cross_suffixes(n: int, length: int, generator: torch.Generator, noise: float = CROSS_NOISE,
+                   whole: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Fresh cross paths cut into :func:`dforce.data.sequences.suffixes` (a share ``whole`` kept
+    whole): ((n, length, 2), (n, length) mask)."""
+    return suffixes(cross_paths(n, length, generator, noise), generator, whole)
 
 
 GENERATORS: dict[str, Callable[..., Tensor]] = {

@@ -33,7 +33,7 @@ def training_data(cfg: DataConfig) -> Sequences:
     if cfg.fresh:
         noise = CROSS_NOISE if cfg.noise is None else cfg.noise
         if cfg.suffixes:
-            draw = lambda n, gen: cross_suffixes(n, cfg.length, gen, noise)         # noqa: E731
+            draw = lambda n, gen: cross_suffixes(n, cfg.length, gen, noise, cfg.whole_paths)   # noqa: E731
         else:
             draw = lambda n, gen: (cross_paths(n, cfg.length, gen, noise), None)   # noqa: E731
         x, mask = draw(cfg.sequences, g)
@@ -42,7 +42,7 @@ def training_data(cfg: DataConfig) -> Sequences:
     if cfg.window is not None:
         return Sequences(random_windows(x, cfg.window, g))
     if cfg.suffixes:
-        x, mask = suffixes(x, g)
+        x, mask = suffixes(x, g, cfg.whole_paths)
         return Sequences(x, mask=mask)
     return Sequences(x)
 

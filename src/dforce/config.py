@@ -216,7 +216,8 @@ POSITIVE = (
 NON_NEGATIVE = ("sampling.slope", "sampling.stabilization", "data.noise", "train.weight_decay",
                 "train.warmup", "train.grad_clip", "train.eval_every", "forecast.max_lag", "forecast.backtest_windows",
                 "planning.guidance_scale", "imitation.action_noise")
-UNIT_INTERVAL = ("diffusion.fused_decay", "diffusion.clean_prob", "data.whole_paths", "train.ema_decay", "imitation.unknown_max_rate")
+UNIT_INTERVAL = ("diffusion.fused_decay", "diffusion.clean_prob", "data.whole_paths", "train.ema_decay",
+                 "imitation.unknown_max_rate")
 CLOSED_UNIT_INTERVAL = ("sampling.eta",)     # eta=1 is DDPM-like ancestral noise, still a valid DDIM step
 
 # Sizes refused before anything is allocated: a typo such as model.width=100000 or

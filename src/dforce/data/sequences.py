@@ -39,8 +39,9 @@ def suffixes(x: Tensor, generator: torch.Generator, whole: float = 0.0) -> tuple
         raise ValueError(f"suffixes need sequences of >= 2 tokens, got {T}")
     offset = torch.randint(0, T - 1, (N, 1), generator=generator)                   # (N, 1)
     if whole:
-        # a path's first tokens are its only starts with one continuation (a corner of the cross
-        # goes inward only); weighting them up trains that sharp conditional harder
+        # a path's first token may have one continuation where its neighbours have two (a corner of
+        # the cross goes inward only, one token in goes either way): starting there more often
+        # trains that sharp change harder, without changing any conditional of the data
         offset = torch.where(torch.rand(N, 1, generator=generator) < whole, 0, offset)
     source = offset + torch.arange(T)                                                # (N, T)
     return x[torch.arange(N)[:, None], source % T], source < T

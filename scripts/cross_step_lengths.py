@@ -21,10 +21,8 @@ from pathlib import Path
 import torch
 
 from dforce.results import write_result
-from dforce.synthetic.compositional import SPLITS, Sampler, load, mpc
-from dforce.synthetic.data import generate
+from dforce.synthetic.compositional import SPLITS, Sampler, load, mpc, sampling_seed, start_corners
 from dforce.synthetic.likelihood import parse_checkpoints
-from dforce.synthetic.train import HELD_OUT_SEED_OFFSET
 
 
 def step_lengths(traj: torch.Tensor) -> list[float]:
@@ -44,10 +42,9 @@ def main(argv: list[str]) -> int:
     for i, (name, path) in enumerate(parse_checkpoints(args.checkpoints).items()):
         model, data = load(name, path)
         length, execute = data.length, (data.length - 1) // 2
-        start_seed = data.seed + HELD_OUT_SEED_OFFSET + SPLITS["val"]
-        start = generate("cross", args.samples, length, start_seed, 0.0)[:, :1]
+        start_seed, start = start_corners(data, args.samples, length, SPLITS["val"])
         sampler = Sampler.of(model, None)
-        seed = SPLITS["val"] * 1000 + i * 10
+        seed = sampling_seed(SPLITS["val"], i, 0)         # as `eval compositional --split val` samples mode 0
         traj = mpc(sampler, start, length, None, execute, args.context, torch.Generator().manual_seed(seed))
         steps = step_lengths(traj)
         metrics[name] = {"scheduling": sampler.scheduling, "step_length_by_token": steps,

@@ -231,3 +231,17 @@ def test_eval_compositional_rejects_other_data(tmp_path):
 def test_config_rejects_forcing_options_out_of_range_or_for_another_forcing(bad):
     with pytest.raises(ValueError, match="clean_prob|tf_position"):
         load_config("configs/cross_df.yaml", bad.split())
+
+
+def test_step_lengths_read_one_data_step_on_real_paths_and_flag_frozen_and_slow_ones():
+    import sys
+
+    from helpers import ROOT
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from cross_step_lengths import step_lengths
+
+    real = cross(50, 33, seed=3, noise=0.0)
+    assert step_lengths(real) == pytest.approx([1.0] * 32, abs=1e-4)
+    assert step_lengths(real[:, :1].expand(-1, 33, -1)) == [0.0] * 32          # frozen at the corner
+    slow = real[:, :1] + 0.5 * (real - real[:, :1])                              # half the speed, stops short
+    assert step_lengths(slow) == pytest.approx([0.5] * 32, abs=1e-4)

@@ -194,6 +194,18 @@ def mpc(sampler: Sampler, start: Tensor, length: int, horizon: int | None, execu
 
 # ---- the evaluation -------------------------------------------------------------------------
 
+def start_corners(data: DataConfig, n: int, length: int, base: int) -> tuple[int, Tensor]:
+    """The seed and ``n`` exact start corners (n, 1, 2) of a split's ``base`` (:data:`SPLITS` plus --seed),
+    drawn apart from the training data's seeds."""
+    seed = data.seed + HELD_OUT_SEED_OFFSET + base
+    return seed, generate("cross", n, length, seed, 0.0)[:, :1]
+
+
+def sampling_seed(base: int, checkpoint: int, mode: int) -> int:
+    """The sampling seed of the ``checkpoint``-th model in the ``mode``-th context mode of a split's ``base``."""
+    return base * 1000 + checkpoint * 10 + mode
+
+
 def evaluate(sampler: Sampler, start: Tensor, length: int, execute: int, context: int | None,
              args: argparse.Namespace, seed: int) -> tuple[dict, Tensor, Tensor]:
     """Trajectories of one checkpoint in one mode: (metrics, trajectories (N, length, 2), labels (N,))."""
@@ -229,15 +241,14 @@ def run(args: argparse.Namespace) -> list[Path]:
     execute = max(1, (length - 1) // 2) if args.execute is None else args.execute
     out = destination(args)
     base = SPLITS[args.split] + args.seed
-    start_seed = next(iter(models.values()))[1].seed + HELD_OUT_SEED_OFFSET + base
-    start = generate("cross", args.samples, length, start_seed, 0.0)[:, :1]               # (N, 1, 2) exact corners
+    start_seed, start = start_corners(next(iter(models.values()))[1], args.samples, length, base)
     written, panels = [], {}
     figure = out / "cross.png"
     pictures = {} if args.no_plot else {"pictures": [str(figure)]}
     for i, (name, (model, data)) in enumerate(models.items()):
         sampler = Sampler.of(model, args.scheduling, args.conditioning)
         for j, context in enumerate(modes):
-            tic, seed = time.time(), base * 1000 + i * 10 + j
+            tic, seed = time.time(), sampling_seed(base, i, j)
             metrics, traj, labels = evaluate(sampler, start, length, execute, context, args, seed)
             panels[(name, mode_name(context))] = (traj, labels, metrics)
             protocol = {"checkpoint": args.checkpoints[i], "name": name, "context": "all" if context is None else context,

@@ -81,7 +81,7 @@ def guidance(out: Path, checkpoint: str = "maze2d-umaze", plans: int = 8, seed: 
     """Plans from one start towards the goal: no guidance, cost guidance, Monte Carlo Guidance."""
     from dforce.envs.maze2d import goal_cell, wall_squares
     from dforce.plotting import draw_maze
-    from dforce.tasks.planning import Planner
+    from dforce.planning import Planner
 
     plt = _pyplot()
     start = np.array([3.0, 1.0, 0.0, 0.0], dtype=np.float32)         # bottom-left arm of the U, at rest

@@ -24,7 +24,7 @@ import numpy as np
 
 from dforce.envs.maze2d import EPISODE_LENGTH, GOAL_RADIUS, make, parse_name
 from dforce.results import write_result
-from dforce.tasks.planning import Planner
+from dforce.planning import Planner
 
 
 def reset_all(env_name: str, episodes: int, seed: int) -> tuple[list, np.ndarray, np.ndarray]:

@@ -40,7 +40,7 @@ def test_core_needs_no_logging_or_plotting_library():
         assert "wandb" not in _imports(path), path
 
 
-DOMAINS = ("synthetic", "imitation", "forecasting")            # domain packages over the core, as they are rebuilt
+DOMAINS = ("synthetic", "imitation", "forecasting", "planning")            # domain packages over the core, as they are rebuilt
 # envs/ holds the Maze2D physics that planning and imitation share, below both (DESIGN.md section 2)
 CORE = ("diffusion", "models", "train", "data", "envs", "config", "pipeline", "records", "results", "atomic", "stats",
         "devices")

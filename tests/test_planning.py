@@ -19,7 +19,7 @@ from dforce.data.maze2d_tokens import (  # noqa: E402
 )
 from dforce.envs import maze2d as M  # noqa: E402
 from dforce.pipeline import DiffusionForcingModel  # noqa: E402
-from dforce.tasks.planning import METHODS, Planner, goal_cost, pd_action  # noqa: E402
+from dforce.planning import METHODS, Planner, goal_cost, pd_action  # noqa: E402
 
 K, H = 2, 6          # tiny model: 2 env steps per token, 6-token windows (12 env steps)
 TINY = ["planning.maze=umaze", "planning.dataset_steps=3000", f"planning.frame_stack={K}", "planning.mcg_samples=2",

@@ -19,7 +19,7 @@ EVALS = {
     "likelihood": ("dforce.synthetic.likelihood", "ELBO of DF / teacher-forcing / full-sequence models vs the exact log-likelihood"),
     "compositional": ("dforce.synthetic.compositional", "memory vs stitching on the cross data: DF, teacher forcing and full sequence against the ideal"),
     "forecasting": ("dforce.forecasting.evaluate", "DF vs teacher forcing, full sequence, DeepAR and naive baselines (CRPS-sum)"),
-    "planning": ("dforce.tasks.planning_eval", "Maze2D planning: DF with MCG vs ablations and Diffuser-like baselines (D4RL score)"),
+    "planning": ("dforce.planning.evaluate", "Maze2D planning: DF with MCG vs ablations and Diffuser-like baselines (D4RL score)"),
     "video": ("dforce.tasks.video_eval", "long video rollouts: MSE/PSNR/SSIM, Frechet distance, divergence, speed"),
     "imitation": ("dforce.imitation.evaluate", "cued Maze2D imitation: DF with memory vs memoryless and teacher forcing, corrupted observations"),
 }
@@ -28,7 +28,7 @@ SCHEDULINGS = CHOICES["sampling.scheduling"]
 
 # `dforce data NAME`: same interface, for datasets that are generated or checked.
 DATASETS = {
-    "maze2d": ("dforce.tasks.maze2d_data", "regenerate (or load) a D4RL Maze2D random-walk dataset; --check its statistics"),
+    "maze2d": ("dforce.planning.data", "regenerate (or load) a D4RL Maze2D random-walk dataset; --check its statistics"),
     "atari": ("dforce.tasks.atari_data", "record (or load) Atari frames with a sticky random policy, actions as conditioning"),
     "video-encoder": ("dforce.tasks.video_encoder", "train (or load) the small frame encoder used by the video metrics"),
 }
@@ -170,7 +170,7 @@ def _train_task(cfg, out: Path, args: argparse.Namespace) -> Path:
 
         return train_forecaster(cfg, out, resume=args.resume, progress=not args.no_progress)
     if cfg.data.name == "maze2d":
-        from .tasks.planning import train_planner
+        from .planning.train import train_planner
 
         train_planner(cfg, out, resume=args.resume, progress=not args.no_progress)
     elif cfg.data.name == "imitation":

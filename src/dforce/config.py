@@ -134,7 +134,7 @@ class ForecastConfig:
 
 @dataclass(frozen=True)
 class PlanningConfig:
-    """Maze2D planning, used when ``data.name`` is ``maze2d`` (see dforce.tasks.planning).
+    """Maze2D planning, used when ``data.name`` is ``maze2d`` (see dforce.planning).
 
     ``data.length`` is the plan horizon in tokens and ``data.sequences`` the number of
     training windows drawn from the dataset.

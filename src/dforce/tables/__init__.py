@@ -22,7 +22,8 @@ from typing import Callable
 from ..imitation import table as imitation
 from ..synthetic import table as synthetic
 from ..forecasting import table as forecasting
-from . import api, efficiency, headline, planning, speed, video
+from ..planning import table as planning
+from . import api, efficiency, headline, speed, video
 from ..records import ROOT
 
 BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)

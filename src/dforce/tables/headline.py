@@ -8,7 +8,7 @@ from ..forecasting.table import headline as forecasting_row
 from ..records import MISSING, load, markdown
 from ..imitation.table import headline as imitation_row
 from ..synthetic.table import headline_rows as synthetic_rows
-from . import planning
+from ..planning import table as planning
 
 
 def _planning_rows(root: Path) -> list[list[str]]:

@@ -152,7 +152,7 @@ def planning_step(out: Path, command: list[str] | None,
     import argparse
 
     from ..zoo import entries
-    from .planning_eval import add_arguments, run as eval_planning
+    from ..planning.evaluate import add_arguments, run as eval_planning
 
     zoo = entries()
     shipped = [m for m in MAZES if f"maze2d-{m}" in zoo and zoo[f"maze2d-{m}"].directory.is_dir()]

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import flags
 from ..results import add_destination, destination
-from .planning import METHODS, PD_GAINS
+from .planner import METHODS, PD_GAINS
 
 
 DEFAULT_OUT = Path("outputs/planning")
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     from ..envs.maze2d import EPISODE_LENGTH, normalized_score, wall_squares
     from ..pipeline import DiffusionForcingModel
     from ..results import write_result
-    from .planning import Planner
+    from .planner import Planner
 
     maze, multi = check_args(args)
     env_name = f"maze2d-{maze}"

@@ -151,14 +151,14 @@ def test_goal_guidance_lowers_the_goal_cost(tiny_model):
 
 
 @pytest.mark.parametrize("kind", ["distance", "squared"])
-@pytest.mark.parametrize("weighting", ["constant", "variance"])
-def test_every_guidance_variant_lowers_the_goal_cost(tiny_model, kind, weighting):
+@pytest.mark.parametrize("weighting,form", [("constant", "x0"), ("variance", "x0"), ("constant", "ddim")])
+def test_every_guidance_variant_lowers_the_goal_cost(tiny_model, kind, weighting, form):
     model = DiffusionForcingModel.from_pretrained(tiny_model)
     obs, goal = np.tile([3.0, 1.0, 0.0, 0.0], (8, 1)), np.tile([1.0, 3.0], (8, 1))
 
     def dist(scale):
-        planner = Planner(model, "df", episode_length=H * K, guidance_scale=scale, guidance_weighting=weighting,
-                          goal_cost=kind, seed=3)
+        planner = Planner(model, "df", episode_length=H * K, guidance_scale=scale * (4 if form == "ddim" else 1),
+                          guidance_weighting=weighting, guidance_form=form, goal_cost=kind, seed=3)
         plan = planner.plan(obs, goal)
         return np.linalg.norm(plan.observations[..., :2] - goal[:, None], axis=-1).sum(1).mean()
 
@@ -179,6 +179,52 @@ def test_goal_cost_kinds_against_a_direct_computation(tiny_model):
                                rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(goal_cost(x0, model.normalizer, goal, K, valid_frames=5, kind="squared"),
                                (d[:, :5] ** 2).sum(1), rtol=1e-4, atol=1e-3)
+
+
+def test_rest_term_charges_speed_inside_the_goal_only_and_never_pushes_positions(tiny_model):
+    model = DiffusionForcingModel.from_pretrained(tiny_model)
+    goal = torch.tensor([[1.0, 1.0]])
+    obs = torch.tensor([[1.0, 1.0, 0.6, 0.8]] * K + [[3.0, 3.0, 0.6, 0.8]] * K)[None]     # 1 token at, 1 far from the goal
+    tokens = torch.cat([obs, torch.zeros(1, 2 * K, 2)], -1).reshape(1, 2, K * 6)
+    x0 = model.normalizer.normalize(tokens).requires_grad_(True)
+    plain = goal_cost(x0, model.normalizer, goal, K)
+    rested = goal_cost(x0, model.normalizer, goal, K, rest=2.0)
+    # speed 1 at the goal costs 2 per frame (gate 1); 2.83 away the gate is exp(-32) ~ 0
+    torch.testing.assert_close(rested - plain, torch.tensor([2.0 * K]), rtol=1e-3, atol=1e-3)
+    (g_plain,) = torch.autograd.grad(plain.sum(), x0)
+    (g_rest,) = torch.autograd.grad(rested.sum(), x0)
+    frames = lambda g: g.reshape(2 * K, 6)                                     # noqa: E731
+    torch.testing.assert_close(frames(g_rest)[:, :2], frames(g_plain)[:, :2])   # positions: only the distance pulls
+    assert frames(g_rest)[:K, 2:4].abs().sum() > 0 and frames(g_plain)[:, 2:4].abs().sum() == 0
+
+
+def test_episode_stats_from_step_rewards():
+    from dforce.planning.episodes import episode_stats, summary
+
+    rewards = np.zeros((3, 10))
+    rewards[0, 4:] = 1                       # arrives at step 5, stays: 6 of 6 steps
+    rewards[1, [2, 3, 8]] = 1                # arrives at step 3, leaves, comes back: 3 of 8 steps
+    stats = episode_stats(rewards)           # episode 2 never arrives
+    np.testing.assert_array_equal(stats["reached"], [True, True, False])
+    np.testing.assert_array_equal(stats["first_arrival"], [5, 3, np.nan])
+    np.testing.assert_allclose(stats["time_in_goal_after_arrival"], [1.0, 3 / 8, np.nan])
+    np.testing.assert_array_equal(stats["if_stay_return"], [6, 8, 0])
+    s = summary(stats)
+    assert s["reached_goal_fraction"] == pytest.approx(2 / 3) and s["first_arrival_mean"] == 4.0
+    assert s["time_in_goal_after_arrival"] == pytest.approx((1 + 3 / 8) / 2)
+    assert np.isnan(summary(episode_stats(np.zeros((2, 5))))["first_arrival_mean"])
+    with pytest.raises(ValueError, match="episodes, steps"):
+        episode_stats(np.zeros(5))
+
+
+def test_planner_rejects_bad_guidance_form(tiny_model):
+    model = DiffusionForcingModel.from_pretrained(tiny_model)
+    with pytest.raises(ValueError, match="guidance_form"):
+        Planner(model, "df", guidance_form="eps")
+    with pytest.raises(ValueError, match="constant"):
+        Planner(model, "df", guidance_form="ddim", guidance_weighting="variance")
+    with pytest.raises(ValueError, match="rest_weight"):
+        Planner(model, "df", rest_weight=-1.0)
 
 
 # ---- PD tracker in the real environment -------------------------------------------------------------
@@ -204,6 +250,8 @@ def test_eval_planning_end_to_end(tiny_model, tmp_path, capsys):
     record = json.loads(out.read_text())
     m = record["metrics"]
     assert m["episodes"] == 2 and len(m["scores"]) == 2 and np.isfinite(m["score_mean"])
+    for key in ("reached_goal_fraction", "first_arrival_mean", "time_in_goal_after_arrival", "if_stay_score_mean"):
+        assert key in m
     assert record["protocol"]["method"] == "df" and record["protocol"]["replan_every"] == 4
     assert out.with_suffix(".png").is_file() and (tmp_path / "planning" / "maze2d-umaze-df-mpc.gif").is_file()
     assert "normalized score" in capsys.readouterr().out

@@ -216,3 +216,42 @@ def test_rollout_input_errors():
         rollout(torch.nn.Linear(3, 3), schedule, pyramid(3, 4), 5, batch=1, token_shape=(3,))
     with pytest.raises(ValueError, match="step"):
         rollout(net, schedule, pyramid(3, 4), 5, batch=1, token_shape=(3,), step="euler")
+
+
+def test_ddim_guidance_constant_sums_to_half_and_vanishes_on_the_last_step():
+    """The paper's per-step constant s_from (s_from - s_to) telescopes to about 1/2 over a chain from
+    pure noise (a Riemann sum of the integral of s ds), and is 0 on the step that lands on level 0."""
+    from dforce.diffusion.guidance import ddim_guidance_constant
+
+    schedule = NoiseSchedule.make(1000, "sigmoid")
+    for steps in (20, 50, 200):
+        k = torch.linspace(1000, 0, steps + 1).round().long()
+        s = (1 - schedule.alphas_cumprod[k]).sqrt()
+        const = ddim_guidance_constant(s[:-1], s[1:], k[1:] == 0)
+        assert const[-1] == 0 and (const[:-1] > 0).all()
+        assert 0.35 < float(const.sum()) < 0.6
+
+
+def test_ddim_form_guidance_moves_toward_lower_cost_and_not_on_a_single_final_step():
+    net, schedule = _gru(), NoiseSchedule.make(100)
+    ctx = torch.randn(4, 2, 3, dtype=torch.float64)
+
+    def run(g, levels):
+        return sample(net, schedule, levels, context=ctx, guidance=g, generator=torch.Generator().manual_seed(0))
+    ddim = CostGuidance(_goal_cost, 8.0, form="ddim")
+    plain, guided = run(None, pyramid(6, 8, 1)), run(ddim, pyramid(6, 8, 1))
+    assert _goal_cost(guided).mean() < 0.5 * _goal_cost(plain).mean()
+    one_step = full_sequence(6, 1)                       # every token goes from pure noise to clean at once
+    torch.testing.assert_close(run(ddim, one_step), run(None, one_step))
+    assert not torch.allclose(run(CostGuidance(_goal_cost, 8.0), one_step), run(None, one_step))
+
+
+def test_ddim_form_guidance_rejects_what_it_cannot_do():
+    with pytest.raises(ValueError, match="form"):
+        CostGuidance(_goal_cost, 1.0, form="eps")
+    with pytest.raises(ValueError, match="weighting"):
+        CostGuidance(_goal_cost, 1.0, weighting="variance", form="ddim")
+    net, schedule = _gru(), NoiseSchedule.make(100)
+    with pytest.raises(ValueError, match="ddpm"):
+        sample(net, schedule, pyramid(6, 8, 1), context=torch.randn(1, 2, 3, dtype=torch.float64), step="ddpm",
+               guidance=CostGuidance(_goal_cost, 1.0, form="ddim"))

@@ -1,8 +1,10 @@
 """Guidance: steering samples toward low cost, toward known tokens, or away from no-history.
 
-* :class:`CostGuidance` pushes the x0 estimate of every token down the gradient of a
-  differentiable cost of the predicted clean sequence with respect to the noisy
-  tokens (classifier guidance, Dhariwal & Nichol 2021, written in x0 space).
+* :class:`CostGuidance` pushes every token down the gradient of a differentiable cost
+  of the predicted clean sequence with respect to the noisy tokens (classifier
+  guidance, Dhariwal & Nichol 2021), either on the x0 estimate (``form="x0"``) or, as
+  the paper's released planner does, on the next noisy sample of each DDIM step with a
+  per-step constant that vanishes on a token's last step (``form="ddim"``).
 * :class:`MonteCarloGuidance` (paper, section 3.4) averages that gradient over
   several sampled futures: tokens that have not started denoising (pure noise) are
   redrawn for every sample, so a near token is guided by the *expected* cost over
@@ -27,11 +29,31 @@ Cost = Callable[[Tensor], Tensor]  # x0_hat (B, H, *D) -> cost (B,)
 
 
 WEIGHTINGS = ("constant", "variance")
+FORMS = ("x0", "ddim")
+
+
+def ddim_guidance_constant(s_from: Tensor, s_to: Tensor, final: Tensor) -> Tensor:
+    """Per-token step constant of the ``"ddim"`` guidance form: ``s_from (s_from - s_to)``, 0 on final steps.
+
+    s_from, s_to: sqrt(1 - alpha_bar) before and after the step; final: where the step
+    lands on level 0 (all broadcastable). Over a whole chain from pure noise the
+    constants add up to about ``integral_0^1 s ds = 1/2``, so a unit scale moves a token
+    by half a gradient in total; the step that makes a token clean adds nothing, so
+    nothing is pushed where no later step can repair it (the paper's released code,
+    ``guidance_const`` of its DDIM step, with eta = 0).
+    """
+    return torch.where(final, torch.zeros_like(s_from), s_from * (s_from - s_to))
 
 
 @dataclass(frozen=True)
 class CostGuidance:
-    """Guide by ``cost(x0_hat) -> (B,)``: x0_hat <- x0_hat - scale * w_k * d cost / d x_k.
+    """Guide by ``cost(x0_hat) -> (B,)`` down its gradient ``g = d cost / d x_k`` (w.r.t. the noisy tokens).
+
+    ``form="x0"``: x0_hat <- x0_hat - scale * w_k * g, at every step (the DDIM step then
+    follows from the guided x0). ``form="ddim"``: the DDIM step runs on the unguided
+    prediction and the next sample moves, x_next <- x_next - scale * c_k * g with
+    :func:`ddim_guidance_constant` c_k (the paper's released planner); only with
+    ``weighting="constant"``.
 
     ``weighting="constant"`` uses w_k = 1 at every noise level. ``"variance"`` uses
     w_k = sigma_k^2, the per-token noise variance: the x0-space form of classifier
@@ -46,12 +68,17 @@ class CostGuidance:
     scale: float
     samples: int = 1
     weighting: str = "constant"
+    form: str = "x0"
 
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
+        if self.form == "ddim" and self.weighting != "constant":
+            raise ValueError("form='ddim' carries its own per-step constant; use weighting='constant'")
 
     def guided_x0(
         self,
@@ -62,17 +89,32 @@ class CostGuidance:
         noise_var: Tensor | None = None,
         batched: bool = False,
     ) -> Tensor:
-        """Guided x0 estimate (B, H, *D), detached.
+        """Guided x0 estimate (B, H, *D), detached (the ``"x0"`` form; arguments as :meth:`x0_and_gradient`).
 
-        denoise: x_k (n B, H, *D) -> x0_hat, differentiable; n > 1 only with ``batched``.
-        fresh: (B, H) bool, tokens that are still pure noise and are redrawn for every
-        Monte Carlo sample after the first. noise_var: sigma_k^2 broadcastable to x
-        (needed for ``weighting="variance"``). ``batched`` evaluates all samples in one
-        call of batch ``samples * B`` (sample-major); otherwise they run one after
-        another and memory stays that of a single pass.
+        noise_var: sigma_k^2 broadcastable to x (needed for ``weighting="variance"``).
         """
         if self.weighting == "variance" and noise_var is None:
             raise ValueError("weighting='variance' needs noise_var")
+        first, grad = self.x0_and_gradient(denoise, x, fresh, generator, batched)
+        weight = self.scale * (noise_var if self.weighting == "variance" else 1.0)
+        return first - weight * grad
+
+    def x0_and_gradient(
+        self,
+        denoise: Callable[[Tensor], Tensor],
+        x: Tensor,
+        fresh: Tensor,
+        generator: torch.Generator | None = None,
+        batched: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """The first sample's unguided x0 estimate and the cost gradient averaged over samples, both (B, H, *D), detached.
+
+        denoise: x_k (n B, H, *D) -> x0_hat, differentiable; n > 1 only with ``batched``.
+        fresh: (B, H) bool, tokens that are still pure noise and are redrawn for every
+        Monte Carlo sample after the first. ``batched`` evaluates all samples in one
+        call of batch ``samples * B`` (sample-major); otherwise they run one after
+        another and memory stays that of a single pass.
+        """
         leaf = x.detach().requires_grad_(True)
         redraw = fresh.reshape(*fresh.shape, *([1] * (x.ndim - 2)))
         draws = (leaf if i == 0 else torch.where(redraw, randn_like(x, generator), leaf) for i in range(self.samples))
@@ -88,8 +130,7 @@ class CostGuidance:
                     (g,) = torch.autograd.grad(self._cost(x0_hat, x), leaf)
                     grad += g
                     first = x0_hat.detach() if first is None else first
-        weight = self.scale / self.samples * (noise_var if self.weighting == "variance" else 1.0)
-        return first - weight * grad
+        return first, grad / self.samples
 
     def _cost(self, x0_hat: Tensor, x: Tensor) -> Tensor:
         """Summed cost of one sample's x0 estimate; checks the cost's shape."""
@@ -102,8 +143,8 @@ class CostGuidance:
 class MonteCarloGuidance(CostGuidance):
     """Cost guidance averaged over ``samples`` redraws of the not-yet-denoised future (default 8)."""
 
-    def __init__(self, cost: Cost, scale: float, samples: int = 8, weighting: str = "constant"):
-        super().__init__(cost, scale, samples, weighting)
+    def __init__(self, cost: Cost, scale: float, samples: int = 8, weighting: str = "constant", form: str = "x0"):
+        super().__init__(cost, scale, samples, weighting, form)
 
 
 @dataclass(frozen=True)

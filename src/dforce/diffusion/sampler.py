@@ -15,7 +15,7 @@ from typing import Any, Callable, Literal, get_args
 import torch
 from torch import Tensor
 
-from .guidance import CostGuidance, HistoryGuidance, Inpaint
+from .guidance import CostGuidance, HistoryGuidance, Inpaint, ddim_guidance_constant
 from .noise import randn, randn_like
 from .parameterization import Target, eps_from_x0, x0_eps_from
 from .schedule import NoiseSchedule
@@ -84,6 +84,8 @@ def denoise_chunk(
     """
     if step not in get_args(Step):
         raise ValueError(f"step must be one of {get_args(Step)}, got {step!r}")
+    if guidance is not None and guidance.form == "ddim" and step != "ddim":
+        raise ValueError(f"guidance form 'ddim' moves the DDIM sample; it cannot run with step={step!r}")
     if target == "eps" and float(schedule.alphas_cumprod[-1]) == 0:
         raise ValueError("target='eps' cannot be sampled with a zero-terminal-SNR schedule (at pure noise "
                          "x0 = (x_k - s eps) / a is 0/0); use target 'v' or 'x0'")
@@ -132,12 +134,16 @@ def denoise_chunk(
             kk, aa, ss = _tile(k_in, n, B), _tile(a, n, B), _tile(s, n, B)
             return x0_eps_from(predict(xx, kk), xx, aa, ss, target)[0]
 
+        grad = None   # the "ddim" form's cost gradient, applied to the next sample below
         if guidance is None:
             with torch.no_grad():
                 x0_hat, eps_hat = x0_eps_from(predict(x_in, k_in), x_in, a, s, target)
         else:
             guide = guidance if done == 0 else replace(guidance, cost=_after(guidance.cost, x[:, :done]))
-            x0_hat = guide.guided_x0(to_x0, x_in, k_in == K, generator, noise_var=s**2, batched=batched)
+            if guide.form == "x0":
+                x0_hat = guide.guided_x0(to_x0, x_in, k_in == K, generator, noise_var=s**2, batched=batched)
+            else:
+                x0_hat, grad = guide.x0_and_gradient(to_x0, x_in, k_in == K, generator, batched=batched)
             eps_hat = eps_from_x0(x0_hat, x_in, a, s)
 
         k_from, k_to = k_from[:, done:], k_to[:, done:]
@@ -148,6 +154,10 @@ def denoise_chunk(
             x_next = ddim_step(x0_hat, eps_hat, ac_from, ac_to, eta, noise)
         else:
             x_next = ddpm_step(x_in, x0_hat, ac_from, ac_to, noise)
+        if grad is not None:
+            final = (k_to == 0).reshape(*k_to.shape, *([1] * (x.ndim - 2)))
+            const = ddim_guidance_constant((1 - ac_from).clamp(min=0).sqrt(), (1 - ac_to).clamp(min=0).sqrt(), final)
+            x_next = (x_next - guidance.scale * const * grad).to(x_next.dtype)
         moving = (k_to < k_from).reshape(*k_to.shape, *([1] * (x.ndim - 2)))
         if known is not None:
             moving = moving & ~known

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import flags
 from ..results import add_destination, destination
+from .episodes import episode_stats, summary
 from .planner import METHODS, PD_GAINS
 
 
@@ -43,8 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance-scale", type=float, default=None, help="goal guidance scale (default: the model's)")
     parser.add_argument("--guidance-weighting", choices=("variance", "constant"), default=None,
                         help="guidance push per noise level (default: the model's)")
+    parser.add_argument("--guidance-form", choices=("x0", "ddim"), default=None,
+                        help="push the x0 estimate (x0) or the next DDIM sample with the paper's per-step constant "
+                             "(ddim) (default: the model's)")
     parser.add_argument("--goal-cost", choices=("distance", "squared"), default=None,
                         help="per-frame guidance cost: distance to the goal or its square (default: the model's)")
+    parser.add_argument("--rest-weight", type=float, default=None,
+                        help="weight of the arrive-at-rest term of the goal cost (planned speed near the goal; "
+                             "default: the model's)")
     parser.add_argument("--mcg-samples", type=int, default=None, help="Monte Carlo Guidance samples (default: the model's)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps per token (default: the model's)")
     parser.add_argument("--slope", type=float, default=None, help="pyramid slope (default: the model's)")
@@ -67,7 +74,7 @@ def check_args(args: argparse.Namespace) -> tuple[str, bool]:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    for name in ("guidance_scale", "slope"):
+    for name in ("guidance_scale", "slope", "rest_weight"):
         value = getattr(args, name)
         if value is not None and value < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -83,7 +90,8 @@ def mean_stderr(values: np.ndarray) -> tuple[float, float]:
 
 def run_episodes(planner, env_name: str, multi: bool, episodes: int, batch: int, seed: int, length: int,
                  progress: bool = True, record: int = 4) -> dict:
-    """Run ``episodes`` episodes of ``length`` steps; returns returns (E,), reached (E,) and the first ``record`` episodes.
+    """Run ``episodes`` episodes of ``length`` steps; returns returns (E,), rewards (E, length), reached (E,)
+    and the first ``record`` episodes.
 
     Recorded episodes hold ``trajectory`` (length + 1, 2), ``plans`` [(t, (N, 2))] and ``goal`` (2,).
     """
@@ -92,7 +100,7 @@ def run_episodes(planner, env_name: str, multi: bool, episodes: int, batch: int,
     from ..envs.maze2d import make
 
     envs = [make(env_name, multi=multi, max_episode_steps=length, render_mode=None) for _ in range(min(batch, episodes))]
-    returns, reached, recorded = np.zeros(episodes), np.zeros(episodes, dtype=bool), []
+    rewards, recorded = np.zeros((episodes, length)), []
     bar = tqdm(total=math.ceil(episodes / len(envs)) * length, desc=f"{env_name} {planner.method}", unit="step",
                dynamic_ncols=True, disable=not progress or not sys.stderr.isatty())
     try:
@@ -106,13 +114,11 @@ def run_episodes(planner, env_name: str, multi: bool, episodes: int, batch: int,
             planner.keep_history = bool(keep)
             planner.reset()
             path = [obs[:, :2].copy()]
-            for _ in range(length):
+            for t in range(length):
                 action = planner.act(obs, goal)
                 steps = [env.step(a) for env, a in zip(live, action)]
                 obs = np.stack([s[0] for s in steps])
-                reward = np.array([s[1] for s in steps])
-                returns[ids] += reward
-                reached[ids] |= reward > 0
+                rewards[ids, t] = [s[1] for s in steps]
                 path.append(obs[:, :2].copy())
                 bar.update(1)
             path = np.stack(path, 1)                                                   # (b, length + 1, 2)
@@ -123,7 +129,7 @@ def run_episodes(planner, env_name: str, multi: bool, episodes: int, batch: int,
         bar.close()
         for env in envs:
             env.close()
-    return {"returns": returns, "reached": reached, "recorded": recorded}
+    return {"returns": rewards.sum(1), "rewards": rewards, "reached": (rewards > 0).any(1), "recorded": recorded}
 
 
 def run(args: argparse.Namespace) -> list[Path]:
@@ -141,7 +147,8 @@ def run(args: argparse.Namespace) -> list[Path]:
         raise ValueError(f"--checkpoint {str(args.checkpoint)!r} was trained on maze2d-{trained}, not --env {args.env!r}")
     length = EPISODE_LENGTH[maze] if args.max_steps is None else args.max_steps
     planner = Planner(model, args.method, episode_length=length, guidance_scale=args.guidance_scale,
-                      guidance_weighting=args.guidance_weighting, goal_cost=args.goal_cost,
+                      guidance_weighting=args.guidance_weighting, guidance_form=args.guidance_form,
+                      goal_cost=args.goal_cost, rest_weight=args.rest_weight,
                       mcg_samples=args.mcg_samples, replan_every=args.replan_every, horizon=args.horizon,
                       steps=args.steps, slope=args.slope, pd_gains=PD_GAINS, seed=args.seed)
     tic = time.time()
@@ -150,6 +157,8 @@ def run(args: argparse.Namespace) -> list[Path]:
     wall = time.time() - tic
     scores = normalized_score(env_name, out["returns"])
     score, score_err = mean_stderr(scores)
+    stats = episode_stats(out["rewards"])
+    stay, stay_err = mean_stderr(normalized_score(env_name, stats["if_stay_return"]))
     ret, ret_err = mean_stderr(out["returns"])
     tag = f"{env_name}{'-multi' if multi else ''}-{args.method}"
     path = destination(args) / f"{tag}.json"
@@ -157,14 +166,17 @@ def run(args: argparse.Namespace) -> list[Path]:
     if not args.no_pictures and out["recorded"]:
         files += pictures(out["recorded"], wall_squares(maze), path, tag)
     metrics = {"score_mean": score, "score_stderr": score_err, "return_mean": ret, "return_stderr": ret_err,
-               "reached_goal_fraction": float(out["reached"].mean()), "episodes": args.episodes,
+               **summary(stats), "if_stay_score_mean": stay, "if_stay_score_stderr": stay_err, "episodes": args.episodes,
                "scores": [round(float(s), 3) for s in scores], "returns": [float(r) for r in out["returns"]]}
     protocol = {"env": env_name, "multi": multi, "checkpoint": str(args.checkpoint), "episode_length": length,
                 "full_length_episodes": length == EPISODE_LENGTH[maze], "batch": args.batch,
                 "score": "D4RL normalized score 100 (R - ref_min) / (ref_max - ref_min); mean ± stderr (ddof=1)",
+                "if_stay_score": "the same score with every step from the first arrival on counted as inside the goal",
                 **planner.describe()}
     print(f"{tag}: normalized score {score:.1f} ± {score_err:.1f} over {args.episodes} episodes "
-          f"(return {ret:.1f} ± {ret_err:.1f})")
+          f"(return {ret:.1f} ± {ret_err:.1f}); reached {metrics['reached_goal_fraction']:.0%}, first arrival "
+          f"{metrics['first_arrival_mean']:.0f}, in goal after arrival {metrics['time_in_goal_after_arrival']:.0%}, "
+          f"if-stay score {stay:.1f}")
     result = write_result(path, metrics, wall_time_s=wall, command=args.command_line,
                           seeds={"episodes": args.seed, "sampling": args.seed}, protocol=protocol,
                           pictures=[str(f) for f in files])

@@ -42,7 +42,8 @@ from torch import Tensor
 from .. import devices
 from ..data.maze2d_tokens import COND_DIM, FRAME_DIM, OBS_DIM, observation_stats, start_condition, unstack_frames
 from ..diffusion import CostGuidance, MonteCarloGuidance, by_name
-from ..envs.maze2d import EPISODE_LENGTH
+from ..diffusion.guidance import FORMS
+from ..envs.maze2d import EPISODE_LENGTH, GOAL_RADIUS
 from ..pipeline import DiffusionForcingModel
 
 @dataclass(frozen=True)
@@ -68,27 +69,40 @@ PD_GAINS = (1.0, 1.0)   # Diffuser's maze2d tracker: a = (p* - p) + (v* - v)
 # ---- pure pieces ---------------------------------------------------------------------------------
 
 GOAL_COSTS = ("distance", "squared")
+# Width of the rest term's gate: half the goal radius, so a plan only slows where it is already
+# inside the goal, not on a corridor that passes within a cell of it (a wider gate slowed
+# U-Maze plans on the way and cut the reach rate, docs/planning.md).
+REST_GATE = GOAL_RADIUS / 2
 
 
 def goal_cost(x0_hat: Tensor, normalizer: Any, goal: Tensor, frame_stack: int, valid_frames: int | None = None,
-              kind: str = "distance") -> Tensor:
+              kind: str = "distance", rest: float = 0.0) -> Tensor:
     """Sum over planned frames of ``||position - goal||`` (``kind="distance"``, the paper's) or of its
-    square (``"squared"``), in maze units, (B,).
+    square (``"squared"``), in maze units, plus ``rest`` times the planned speed near the goal; (B,).
 
     x0_hat: (B, H, 6 k) normalized tokens; goal: (B, 2); frames at index >= ``valid_frames``
     (past the episode's end) do not count. Differentiable; the distance is smoothed at 0.
     The distance pulls every frame with the same force however close it is, so a plan
     already at the goal keeps being pushed across it; the square's pull fades at the goal.
+
+    The rest term, ``rest * ||velocity|| * exp(-d^2 / (2 r^2))`` per frame with ``r`` half the
+    goal radius (:data:`REST_GATE`; the gate held constant in the gradient), asks the plan to *arrive at rest*: the offline walks never stop, so
+    without it nothing in the model says "stay", and a plan that sweeps through the goal
+    at speed costs as little as one that halts there. It acts on planned states only; the
+    model's own actions are what must bring the ball to rest.
     """
     if kind not in GOAL_COSTS:
         raise ValueError(f"goal cost must be one of {GOAL_COSTS}, got {kind!r}")
     obs, _ = unstack_frames(normalizer.unnormalize(x0_hat), frame_stack)            # (B, N, 4)
-    dist = ((obs[..., :2] - goal[:, None, :].to(obs)) ** 2).sum(-1)                  # (B, N) squared
-    if kind == "distance":
-        dist = dist.add(1e-8).sqrt()
-    if valid_frames is not None and valid_frames < dist.shape[1]:
-        dist = dist[:, :valid_frames]
-    return dist.sum(1)
+    sq = ((obs[..., :2] - goal[:, None, :].to(obs)) ** 2).sum(-1)                    # (B, N) squared distance
+    cost = sq.add(1e-8).sqrt() if kind == "distance" else sq
+    if rest:
+        speed = (obs[..., 2:4] ** 2).sum(-1).add(1e-8).sqrt()                          # (B, N)
+        # The gate is detached: differentiated, it would push fast frames *away* from the goal.
+        cost = cost + rest * speed * torch.exp(-sq.detach() / (2 * REST_GATE ** 2))
+    if valid_frames is not None and valid_frames < cost.shape[1]:
+        cost = cost[:, :valid_frames]
+    return cost.sum(1)
 
 
 def pd_action(obs: np.ndarray, target: np.ndarray, kp: float = PD_GAINS[0], kd: float = PD_GAINS[1]) -> np.ndarray:
@@ -147,7 +161,7 @@ class Planner:
 
     def __init__(self, model: DiffusionForcingModel, method: str = "df", *, episode_length: int | None = None,
                  guidance_scale: float | None = None, guidance_weighting: str | None = None,
-                 goal_cost: str | None = None,
+                 guidance_form: str | None = None, goal_cost: str | None = None, rest_weight: float | None = None,
                  mcg_samples: int | None = None,
                  replan_every: int | None = None, horizon: int | None = None, steps: int | None = None,
                  slope: float | None = None, pd_gains: tuple[float, float] = PD_GAINS, seed: int = 0,
@@ -166,9 +180,15 @@ class Planner:
         self.slope = float(model.sampling_cfg.slope if slope is None else slope)
         self.guidance_scale = float(info.get("guidance_scale", 0.0) if guidance_scale is None else guidance_scale)
         self.guidance_weighting = guidance_weighting or info.get("guidance_weighting", "constant")
+        self.guidance_form = guidance_form or info.get("guidance_form", "x0")
+        self.rest_weight = float(info.get("rest_weight", 0.0) if rest_weight is None else rest_weight)
         self.goal_cost = goal_cost or info.get("goal_cost", "distance")
         if self.goal_cost not in GOAL_COSTS:
             raise ValueError(f"goal_cost must be one of {GOAL_COSTS}, got {self.goal_cost!r}")
+        if self.guidance_form not in FORMS:
+            raise ValueError(f"guidance_form must be one of {FORMS}, got {self.guidance_form!r}")
+        if self.guidance_form == "ddim" and self.guidance_weighting != "constant":
+            raise ValueError("guidance_form='ddim' carries its own per-step constant; use guidance_weighting='constant'")
         self.mcg_samples = int(info.get("mcg_samples", 8) if mcg_samples is None else mcg_samples)
         self.replan_every = int(info.get("replan_every", self.frame_stack) if replan_every is None else replan_every)
         self.episode_length = int(EPISODE_LENGTH[info["maze"]] if episode_length is None else episode_length)
@@ -177,8 +197,9 @@ class Planner:
                                  ("replan_every", self.replan_every, 1), ("episode_length", self.episode_length, 1)):
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
-        if self.guidance_scale < 0 or self.slope < 0:
-            raise ValueError(f"guidance_scale and slope must be >= 0, got {self.guidance_scale}, {self.slope}")
+        if self.guidance_scale < 0 or self.slope < 0 or self.rest_weight < 0:
+            raise ValueError(f"guidance_scale, slope and rest_weight must be >= 0, got {self.guidance_scale}, "
+                             f"{self.slope}, {self.rest_weight}")
         if self.replan_every > self.horizon * self.frame_stack:
             raise ValueError(f"replan_every={self.replan_every} exceeds the plan length of "
                              f"{self.horizon} tokens x {self.frame_stack} steps")
@@ -204,10 +225,12 @@ class Planner:
         return {"method": self.method, **asdict(self.spec), "horizon_tokens": self.horizon,
                 "frame_stack": self.frame_stack, "sampling_steps": self.steps, "slope": self.slope,
                 "guidance_scale": self.guidance_scale, "guidance_weighting": self.guidance_weighting,
+                "guidance_form": self.guidance_form, "rest_weight": self.rest_weight,
                 "mcg_samples": self.mcg_samples if self.spec.mcg else 1, "replan_every": self.replan_every,
                 "episode_length": self.episode_length,
                 "pd_gains": list(self.pd_gains) if self.spec.execute == "pd" else None,
-                "guidance_cost": f"sum over planned frames of ||position - goal||{'^2' if self.goal_cost == 'squared' else ''}",
+                "guidance_cost": (f"sum over planned frames of ||position - goal||{'^2' if self.goal_cost == 'squared' else ''}"
+                                  + (f" + {self.rest_weight:g} ||velocity|| exp(-d^2 / 2 r^2)" if self.rest_weight else "")),
                 "context": "none (fresh state; current observation conditions the first token)"}
 
     # -- planning -----------------------------------------------------------------------------------
@@ -219,10 +242,11 @@ class Planner:
         if self.guidance_scale == 0:
             return None
         cost = (lambda x0: goal_cost(x0, self.model.normalizer, goal, self.frame_stack, valid_frames,  # noqa: E731
-                                     self.goal_cost))
+                                     self.goal_cost, self.rest_weight))
         if self.spec.mcg:
-            return MonteCarloGuidance(cost, self.guidance_scale, self.mcg_samples, self.guidance_weighting)
-        return CostGuidance(cost, self.guidance_scale, 1, self.guidance_weighting)
+            return MonteCarloGuidance(cost, self.guidance_scale, self.mcg_samples, self.guidance_weighting,
+                                      self.guidance_form)
+        return CostGuidance(cost, self.guidance_scale, 1, self.guidance_weighting, self.guidance_form)
 
     def plan(self, obs: Any, goal: Any, remaining: int | None = None) -> Plan:
         """Plan from observations (B, 4) (or (4,)) towards goals (B, 2) (or (2,)) for ``remaining`` env steps.

@@ -4,6 +4,7 @@
 * :mod:`.train` — training a planner on windows of the regenerated D4RL walk;
 * :mod:`.evaluate` — ``dforce eval planning``: episodes, D4RL normalized score, pictures;
 * :mod:`.data` — ``dforce data maze2d``: regenerate/check the offline dataset;
+* :mod:`.farama` — Farama's gymnasium-robotics PointMaze seen in D4RL's frame (:func:`~.farama.make_pointmaze`);
 * :mod:`.table` — the Table 1 rows of the docs, read from ``results/planning``.
 
 The Maze2D environment (:mod:`dforce.envs.maze2d`), its dataset generator

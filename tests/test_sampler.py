@@ -255,3 +255,22 @@ def test_ddim_form_guidance_rejects_what_it_cannot_do():
     with pytest.raises(ValueError, match="ddpm"):
         sample(net, schedule, pyramid(6, 8, 1), context=torch.randn(1, 2, 3, dtype=torch.float64), step="ddpm",
                guidance=CostGuidance(_goal_cost, 1.0, form="ddim"))
+
+
+def test_guidance_clip_bounds_each_tokens_gradient_norm_and_keeps_its_direction():
+    from dforce.diffusion.guidance import clip_token_norm
+
+    grad = torch.zeros(2, 3, 4, 5)
+    grad[0, 0] = 3.0                                   # norm 3 * sqrt(20) ~ 13.4: clipped to 2
+    grad[1, 2, 0, 0] = 0.5                             # norm 0.5: left alone
+    clipped = clip_token_norm(grad, 2.0)
+    norms = clipped.flatten(2).norm(dim=-1)
+    assert norms[0, 0] == pytest.approx(2.0) and norms[1, 2] == pytest.approx(0.5) and norms.sum() == pytest.approx(2.5)
+    assert torch.allclose(clipped[0, 0] / clipped[0, 0].norm(), grad[0, 0] / grad[0, 0].norm())
+    assert clip_token_norm(grad, None) is grad
+    x = torch.randn(2, 4, 3)
+    fresh = torch.zeros(2, 4, dtype=torch.bool)
+    _, g = CostGuidance(lambda x0: 100 * x0.sum((1, 2)), 1.0, max_norm=1.0).x0_and_gradient(lambda xx: xx * 1.0, x, fresh)
+    assert torch.allclose(g.norm(dim=-1), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="max_norm"):
+        CostGuidance(_goal_cost, 1.0, max_norm=0.0)

@@ -149,6 +149,7 @@ class PlanningConfig:
     guidance_weighting: str = "constant"     # "constant" (paper) or "variance": push scaled by each token's noise variance
     guidance_form: str = "x0"                # "x0": push the x0 estimate; "ddim": push the next DDIM sample (paper's code)
     rest_weight: float = 0.0                 # arrive-at-rest term of the goal cost (planned speed inside the goal)
+    guidance_clip: float = 0.0               # clip each token's guidance gradient to this norm; 0: off
     goal_cost: str = "distance"              # per-frame cost: "distance" to the goal (paper) or "squared"
     mcg_samples: int = 8                     # Monte Carlo Guidance: sampled futures per guided step
     replan_every: int = 10                   # env steps executed from each plan (MPC)
@@ -218,7 +219,7 @@ POSITIVE = (
 )
 NON_NEGATIVE = ("sampling.slope", "sampling.stabilization", "data.noise", "train.weight_decay",
                 "train.warmup", "train.grad_clip", "train.eval_every", "forecast.max_lag", "forecast.backtest_windows",
-                "planning.guidance_scale", "planning.rest_weight", "imitation.action_noise")
+                "planning.guidance_scale", "planning.rest_weight", "planning.guidance_clip", "imitation.action_noise")
 UNIT_INTERVAL = ("diffusion.fused_decay", "diffusion.clean_prob", "data.whole_paths", "train.ema_decay",
                  "imitation.unknown_max_rate")
 CLOSED_UNIT_INTERVAL = ("sampling.eta",)     # eta=1 is DDPM-like ancestral noise, still a valid DDIM step

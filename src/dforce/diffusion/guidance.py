@@ -55,6 +55,11 @@ class CostGuidance:
     :func:`ddim_guidance_constant` c_k (the paper's released planner); only with
     ``weighting="constant"``.
 
+    ``max_norm`` clips each token's gradient to that Euclidean norm (over its features) before
+    it is applied. Through a recurrent denoiser the gradient of a cost summed over a long plan
+    can be thousands of times its median on a few tokens; unclipped, those tokens jump
+    through walls and out of the dynamics the model learned.
+
     ``weighting="constant"`` uses w_k = 1 at every noise level. ``"variance"`` uses
     w_k = sigma_k^2, the per-token noise variance: the x0-space form of classifier
     guidance on the score (x0_hat = (x_k + sigma_k^2 score) / alpha_k, up to the
@@ -69,10 +74,13 @@ class CostGuidance:
     samples: int = 1
     weighting: str = "constant"
     form: str = "x0"
+    max_norm: float | None = None
 
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.max_norm is not None and not self.max_norm > 0:
+            raise ValueError(f"max_norm must be > 0 or None, got {self.max_norm}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
         if self.form not in FORMS:
@@ -130,7 +138,7 @@ class CostGuidance:
                     (g,) = torch.autograd.grad(self._cost(x0_hat, x), leaf)
                     grad += g
                     first = x0_hat.detach() if first is None else first
-        return first, grad / self.samples
+        return first, clip_token_norm(grad / self.samples, self.max_norm)
 
     def _cost(self, x0_hat: Tensor, x: Tensor) -> Tensor:
         """Summed cost of one sample's x0 estimate; checks the cost's shape."""
@@ -140,11 +148,20 @@ class CostGuidance:
         return cost.sum()
 
 
+def clip_token_norm(grad: Tensor, max_norm: float | None) -> Tensor:
+    """``grad`` (B, H, *D) with each token's norm over ``*D`` clipped to ``max_norm`` (None: unchanged)."""
+    if max_norm is None:
+        return grad
+    norm = grad.flatten(2).norm(dim=-1).reshape(*grad.shape[:2], *([1] * (grad.ndim - 2)))
+    return grad * (max_norm / norm.clamp(min=max_norm))
+
+
 class MonteCarloGuidance(CostGuidance):
     """Cost guidance averaged over ``samples`` redraws of the not-yet-denoised future (default 8)."""
 
-    def __init__(self, cost: Cost, scale: float, samples: int = 8, weighting: str = "constant", form: str = "x0"):
-        super().__init__(cost, scale, samples, weighting, form)
+    def __init__(self, cost: Cost, scale: float, samples: int = 8, weighting: str = "constant", form: str = "x0",
+                 max_norm: float | None = None):
+        super().__init__(cost, scale, samples, weighting, form, max_norm)
 
 
 @dataclass(frozen=True)

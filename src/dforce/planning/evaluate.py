@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rest-weight", type=float, default=None,
                         help="weight of the arrive-at-rest term of the goal cost (planned speed near the goal; "
                              "default: the model's)")
+    parser.add_argument("--guidance-clip", type=float, default=None,
+                        help="clip each token's guidance gradient to this norm (0: off; default: the model's)")
     parser.add_argument("--mcg-samples", type=int, default=None, help="Monte Carlo Guidance samples (default: the model's)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps per token (default: the model's)")
     parser.add_argument("--slope", type=float, default=None, help="pyramid slope (default: the model's)")
@@ -74,7 +76,7 @@ def check_args(args: argparse.Namespace) -> tuple[str, bool]:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    for name in ("guidance_scale", "slope", "rest_weight"):
+    for name in ("guidance_scale", "slope", "rest_weight", "guidance_clip"):
         value = getattr(args, name)
         if value is not None and value < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -148,7 +150,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     length = EPISODE_LENGTH[maze] if args.max_steps is None else args.max_steps
     planner = Planner(model, args.method, episode_length=length, guidance_scale=args.guidance_scale,
                       guidance_weighting=args.guidance_weighting, guidance_form=args.guidance_form,
-                      goal_cost=args.goal_cost, rest_weight=args.rest_weight,
+                      goal_cost=args.goal_cost, rest_weight=args.rest_weight, guidance_clip=args.guidance_clip,
                       mcg_samples=args.mcg_samples, replan_every=args.replan_every, horizon=args.horizon,
                       steps=args.steps, slope=args.slope, pd_gains=PD_GAINS, seed=args.seed)
     tic = time.time()

@@ -162,6 +162,7 @@ class Planner:
     def __init__(self, model: DiffusionForcingModel, method: str = "df", *, episode_length: int | None = None,
                  guidance_scale: float | None = None, guidance_weighting: str | None = None,
                  guidance_form: str | None = None, goal_cost: str | None = None, rest_weight: float | None = None,
+                 guidance_clip: float | None = None,
                  mcg_samples: int | None = None,
                  replan_every: int | None = None, horizon: int | None = None, steps: int | None = None,
                  slope: float | None = None, pd_gains: tuple[float, float] = PD_GAINS, seed: int = 0,
@@ -182,6 +183,8 @@ class Planner:
         self.guidance_weighting = guidance_weighting or info.get("guidance_weighting", "constant")
         self.guidance_form = guidance_form or info.get("guidance_form", "x0")
         self.rest_weight = float(info.get("rest_weight", 0.0) if rest_weight is None else rest_weight)
+        clip = info.get("guidance_clip") if guidance_clip is None else guidance_clip
+        self.guidance_clip = None if clip is None or clip == 0 else float(clip)   # 0: no clipping
         self.goal_cost = goal_cost or info.get("goal_cost", "distance")
         if self.goal_cost not in GOAL_COSTS:
             raise ValueError(f"goal_cost must be one of {GOAL_COSTS}, got {self.goal_cost!r}")
@@ -197,6 +200,8 @@ class Planner:
                                  ("replan_every", self.replan_every, 1), ("episode_length", self.episode_length, 1)):
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
+        if self.guidance_clip is not None and self.guidance_clip < 0:
+            raise ValueError(f"guidance_clip must be >= 0 (0: off), got {self.guidance_clip}")
         if self.guidance_scale < 0 or self.slope < 0 or self.rest_weight < 0:
             raise ValueError(f"guidance_scale, slope and rest_weight must be >= 0, got {self.guidance_scale}, "
                              f"{self.slope}, {self.rest_weight}")
@@ -226,6 +231,7 @@ class Planner:
                 "frame_stack": self.frame_stack, "sampling_steps": self.steps, "slope": self.slope,
                 "guidance_scale": self.guidance_scale, "guidance_weighting": self.guidance_weighting,
                 "guidance_form": self.guidance_form, "rest_weight": self.rest_weight,
+                "guidance_clip": self.guidance_clip,
                 "mcg_samples": self.mcg_samples if self.spec.mcg else 1, "replan_every": self.replan_every,
                 "episode_length": self.episode_length,
                 "pd_gains": list(self.pd_gains) if self.spec.execute == "pd" else None,
@@ -245,8 +251,9 @@ class Planner:
                                      self.goal_cost, self.rest_weight))
         if self.spec.mcg:
             return MonteCarloGuidance(cost, self.guidance_scale, self.mcg_samples, self.guidance_weighting,
-                                      self.guidance_form)
-        return CostGuidance(cost, self.guidance_scale, 1, self.guidance_weighting, self.guidance_form)
+                                      self.guidance_form, self.guidance_clip)
+        return CostGuidance(cost, self.guidance_scale, 1, self.guidance_weighting, self.guidance_form,
+                            self.guidance_clip)
 
     def plan(self, obs: Any, goal: Any, remaining: int | None = None) -> Plan:
         """Plan from observations (B, 4) (or (4,)) towards goals (B, 2) (or (2,)) for ``remaining`` env steps.

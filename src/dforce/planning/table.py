@@ -31,3 +31,21 @@ def table(root: Path) -> str:
               *(f"`{m}`" for m in METHODS)]
     rows = [[label, *paper, *(score(root, env, m) for m in METHODS)] for env, label, *paper in PAPER]
     return markdown(header, rows)
+
+
+def _why_cells(m: dict | None) -> list[str]:
+    """score, if-stay score, reach, first arrival, time in goal after arrival of one record (or '-')."""
+    if not m or "first_arrival_mean" not in m:
+        return [MISSING] * 5
+    arrival, dwell = m["first_arrival_mean"], m["time_in_goal_after_arrival"]
+    return [mean_err(m["score_mean"], m["score_stderr"]), mean_err(m["if_stay_score_mean"], m["if_stay_score_stderr"]),
+            f"{m['reached_goal_fraction']:.0%}", MISSING if arrival != arrival else f"{arrival:.0f}",
+            MISSING if dwell != dwell else f"{dwell:.0%}"]
+
+
+def why(root: Path) -> str:
+    """Per env and method: the raw score beside the if-stay score, reach rate, first arrival, time in goal."""
+    header = ["env", "method", "score", "if-stay score", "reached", "first arrival (step)", "in goal after arrival"]
+    rows = [[label, f"`{method}`", *_why_cells(metrics(root, "planning", f"{env}-{method}.json"))]
+            for env, label, *_ in PAPER for method in METHODS]
+    return markdown(header, [r for r in rows if r[2] != MISSING])

@@ -31,6 +31,7 @@ BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /tabl
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline.table,
     "planning": planning.table,
+    "planning-why": planning.why,
     "forecasting": forecasting.table,
     "forecasting-paired": forecasting.paired,
     "forecasting-paired-ensemble": forecasting.paired_ensemble,

@@ -5,7 +5,7 @@ the training sequences next to real continuations (with and without
 stabilization), the loss curve, and ``summary.json`` with the numbers. Then, with
 the shipped Exchange checkpoint, a probabilistic forecast of every test window with
 fan charts (``out/forecast``), when the Exchange data can be found; and, with the
-shipped Maze2D planner (Medium, else U-Maze), one guided MPC episode with its D4RL
+shipped Maze2D planner (U-Maze, else Medium), one guided MPC episode with its D4RL
 score, a PNG of the path and plans and a GIF of the re-planning (``out/planning``), when
 MuJoCo is installed (the ``planning`` extra); and, with the shipped Moving MNIST video
 model, a rollout GIF ten times its training length (``out/video``) when the MNIST files
@@ -33,7 +33,7 @@ CONTEXT = 8
 ROLLOUT_MULTIPLE = 10
 SEED = 0
 EXCHANGE_CHECKPOINT = Path(__file__).resolve().parents[3] / "checkpoints" / "exchange"
-MAZES = ("medium", "umaze")   # the demo plans in the first maze whose planner is shipped
+MAZES = ("umaze", "medium")   # the demo plans in the first maze whose planner is shipped
 VIDEO_MODEL = "video-mnist32"
 VIDEO_MULTIPLE = 10           # rollout length in training lengths
 

@@ -13,10 +13,11 @@ SECTIONS = (  # (title, sub-folder of the demo output or "" for the top level, w
      "A small Diffusion Forcing RNN trained on noisy Van der Pol oscillators: the scheduling matrices "
      "it samples with, a rollout 10x longer than its training sequences (with and without "
      "stabilization) next to real continuations, and its loss curve."),
-    ("Planning: Maze2D Medium", "planning",
+    ("Planning: Maze2D U-Maze", "planning",
      "One episode with the shipped planner: pyramid scheduling, Monte Carlo Guidance towards the goal "
-     "(star), its own diffused actions executed and replanned every 10 steps. The PNG shows the executed "
-     "path (red) and the plans made along it; the GIF shows the replanning."),
+     "(star) with a cost that also asks to arrive at rest, its own diffused actions executed and "
+     "replanned every few steps. The PNG shows the executed path (red) and the plans made along it; "
+     "the GIF shows the replanning."),
     ("Forecasting: Exchange", "forecast",
      "The shipped forecaster on the five GluonTS test windows of exchange_rate_nips: 100 sample paths "
      "per window as fan charts (median, 50% and 90% bands) against the truth."),

@@ -93,7 +93,7 @@ def test_demo_end_to_end_with_few_steps(tmp_path, capsys):
     for name in ("schedules.png", "rollout_stabilized.png", "rollout_no_stabilization.png", "loss.png", "index.html"):
         assert (out / name).stat().st_size > 0 and name in printed
     page = (out / "index.html").read_text()
-    assert '<img src="schedules.png"' in page and "Planning: Maze2D Medium</h2>\n<p><em>skipped" in page
+    assert '<img src="schedules.png"' in page and "Planning: Maze2D U-Maze</h2>\n<p><em>skipped" in page
     summary = json.loads((tmp_path / "r.json").read_text())
     assert summary["metrics"]["rollout"]["stabilized"]["finite"] is True
     assert summary["rollout_length"] == 10 * summary["training_length"]

@@ -32,6 +32,14 @@ WEIGHTINGS = ("constant", "variance")
 FORMS = ("x0", "ddim")
 
 
+def check_form(form: str, weighting: str, names: tuple[str, str] = ("form", "weighting")) -> None:
+    """ValueError unless ``form`` is one of :data:`FORMS` and goes with ``weighting``; ``names`` label the message."""
+    if form not in FORMS:
+        raise ValueError(f"{names[0]} must be one of {FORMS}, got {form!r}")
+    if form == "ddim" and weighting != "constant":
+        raise ValueError(f"{names[0]}='ddim' carries its own per-step constant; use {names[1]}='constant'")
+
+
 def ddim_guidance_constant(s_from: Tensor, s_to: Tensor, final: Tensor) -> Tensor:
     """Per-token step constant of the ``"ddim"`` guidance form: ``s_from (s_from - s_to)``, 0 on final steps.
 
@@ -83,10 +91,7 @@ class CostGuidance:
             raise ValueError(f"max_norm must be > 0 or None, got {self.max_norm}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.form not in FORMS:
-            raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
-        if self.form == "ddim" and self.weighting != "constant":
-            raise ValueError("form='ddim' carries its own per-step constant; use weighting='constant'")
+        check_form(self.form, self.weighting)
 
     def guided_x0(
         self,

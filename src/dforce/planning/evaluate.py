@@ -92,8 +92,8 @@ def mean_stderr(values: np.ndarray) -> tuple[float, float]:
 
 def run_episodes(planner, env_name: str, multi: bool, episodes: int, batch: int, seed: int, length: int,
                  progress: bool = True, record: int = 4) -> dict:
-    """Run ``episodes`` episodes of ``length`` steps; returns returns (E,), rewards (E, length), reached (E,)
-    and the first ``record`` episodes.
+    """Run ``episodes`` episodes of ``length`` steps; returns returns (E,), rewards (E, length) and the first
+    ``record`` episodes.
 
     Recorded episodes hold ``trajectory`` (length + 1, 2), ``plans`` [(t, (N, 2))] and ``goal`` (2,).
     """
@@ -131,7 +131,7 @@ def run_episodes(planner, env_name: str, multi: bool, episodes: int, batch: int,
         bar.close()
         for env in envs:
             env.close()
-    return {"returns": rewards.sum(1), "rewards": rewards, "reached": (rewards > 0).any(1), "recorded": recorded}
+    return {"returns": rewards.sum(1), "rewards": rewards, "recorded": recorded}
 
 
 def run(args: argparse.Namespace) -> list[Path]:

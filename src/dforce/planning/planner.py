@@ -42,7 +42,7 @@ from torch import Tensor
 from .. import devices
 from ..data.maze2d_tokens import COND_DIM, FRAME_DIM, OBS_DIM, observation_stats, start_condition, unstack_frames
 from ..diffusion import CostGuidance, MonteCarloGuidance, by_name
-from ..diffusion.guidance import FORMS
+from ..diffusion.guidance import check_form
 from ..envs.maze2d import EPISODE_LENGTH, GOAL_RADIUS
 from ..pipeline import DiffusionForcingModel
 
@@ -188,10 +188,7 @@ class Planner:
         self.goal_cost = goal_cost or info.get("goal_cost", "distance")
         if self.goal_cost not in GOAL_COSTS:
             raise ValueError(f"goal_cost must be one of {GOAL_COSTS}, got {self.goal_cost!r}")
-        if self.guidance_form not in FORMS:
-            raise ValueError(f"guidance_form must be one of {FORMS}, got {self.guidance_form!r}")
-        if self.guidance_form == "ddim" and self.guidance_weighting != "constant":
-            raise ValueError("guidance_form='ddim' carries its own per-step constant; use guidance_weighting='constant'")
+        check_form(self.guidance_form, self.guidance_weighting, ("guidance_form", "guidance_weighting"))
         self.mcg_samples = int(info.get("mcg_samples", 8) if mcg_samples is None else mcg_samples)
         self.replan_every = int(info.get("replan_every", self.frame_stack) if replan_every is None else replan_every)
         self.episode_length = int(EPISODE_LENGTH[info["maze"]] if episode_length is None else episode_length)

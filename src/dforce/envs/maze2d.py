@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from ..lazy import module_getattr
+
 MAZES = ("umaze", "medium", "large")
 
 # D4RL maze_model.py: U_MAZE, MEDIUM_MAZE, LARGE_MAZE ('#' wall, 'O' open, 'G' the goal cell).
@@ -413,17 +415,8 @@ def _raster(maze: str, position: Any, goal: Any, size: tuple[int, int] = (256, 2
     return img
 
 
-_ENV_CLASS = None
-
-
-def __getattr__(attr: str):
-    """``Maze2DEnv`` is built on first access so that importing this module does not import gymnasium."""
-    global _ENV_CLASS
-    if attr == "Maze2DEnv":
-        if _ENV_CLASS is None:
-            _ENV_CLASS = _build_env_class()
-        return _ENV_CLASS
-    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+# ``Maze2DEnv`` is built on first access so that importing this module does not import gymnasium.
+__getattr__ = module_getattr(__name__, {"Maze2DEnv": _build_env_class})
 
 
 def make(name: str = "maze2d-umaze", multi: bool | None = None, seed: int | None = None, **kwargs: Any):

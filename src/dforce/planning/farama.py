@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from ..envs.maze2d import MAZES, TIMESTEP, WALL_SHIFT, maze_layout
+from ..lazy import module_getattr
 
 # p_d4rl = ROTATION @ p_farama + offset: +90 degrees (Farama's x is D4RL's y; Farama's y is D4RL's -x).
 ROTATION = np.array([[0.0, -1.0], [1.0, 0.0]])
@@ -181,17 +182,8 @@ def _build_wrapper_class():
     return D4RLFrame
 
 
-_WRAPPER_CLASS = None
-
-
-def __getattr__(attr: str):
-    """``D4RLFrame`` is built on first access so that importing this module does not import gymnasium."""
-    global _WRAPPER_CLASS
-    if attr == "D4RLFrame":
-        if _WRAPPER_CLASS is None:
-            _WRAPPER_CLASS = _build_wrapper_class()
-        return _WRAPPER_CLASS
-    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+# ``D4RLFrame`` is built on first access so that importing this module does not import gymnasium.
+__getattr__ = module_getattr(__name__, {"D4RLFrame": _build_wrapper_class})
 
 
 def register_pointmaze() -> None:

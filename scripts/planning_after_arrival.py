@@ -21,6 +21,7 @@ import numpy as np
 
 from dforce.envs.maze2d import EPISODE_LENGTH, GOAL_RADIUS, make, parse_name
 from dforce.planning import Planner
+from dforce.planning.episodes import episode_stats
 from dforce.results import write_result
 
 OVERRIDES = {"guidance_form": str, "guidance_scale": float, "rest_weight": float, "guidance_clip": float,
@@ -45,12 +46,12 @@ def run(planner: Planner, env_name: str, episodes: int, seed: int) -> tuple[np.n
 def after_arrival(positions: np.ndarray, goals: np.ndarray, plans: list, every: int) -> dict:
     """Per arrived episode, over the plans made after its first arrival: leaving fractions and planned speed."""
     dist = np.linalg.norm(positions - goals[:, None], axis=-1)                    # (E, T)
+    arrival = episode_stats(dist <= GOAL_RADIUS)["first_arrival"]               # (E,) 1-based, NaN if never
     rows = []
     for e in range(len(goals)):
-        inside = dist[e] <= GOAL_RADIUS
-        if not inside.any():
+        if np.isnan(arrival[e]):
             continue
-        first = int(inside.argmax())
+        first = int(arrival[e]) - 1
         later = [p for p in plans if p.t > first]
         if not later:
             continue

@@ -261,3 +261,31 @@ def test_eval_planning_bad_env_exits_2(tmp_path, capsys):
     code = main(["eval", "planning", "--env", "maze2d-huge", "--checkpoint", str(tmp_path), "--episodes", "2"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "maze2d-huge" in err
+
+
+def test_after_arrival_diagnostic_flags_a_ball_that_leaves_and_an_infeasible_plan():
+    """Known bad on purpose: after arriving, the plan stays at the goal but the ball drifts away,
+    and one plan claims a speed the ball cannot reach; an episode that never arrives is left out."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from planning_after_arrival import after_arrival
+    from dforce.planning import Plan
+
+    goals = np.array([[1.0, 1.0], [3.0, 3.0]])
+    positions = np.full((2, 12, 2), 9.0)                 # episode 1 never comes near its goal
+    positions[0, :4] = [2.0, 1.0]
+    positions[0, 4:8] = [1.0, 1.0]                        # arrives at step 5 ...
+    positions[0, 8:] = [2.0, 1.0]                         # ... and leaves at step 9
+    obs = np.zeros((2, 4, 4))
+    obs[0, :, :2] = [1.0, 1.0]                            # every plan says: stay at the goal
+    fast = obs.copy()
+    fast[0, 1, 2] = 40.0                                  # one of them at speed 40
+    plans = [Plan(obs, np.zeros((2, 4, 2)), np.zeros((2, 4)), t) for t in (0, 6)]
+    plans.append(Plan(fast, np.zeros((2, 4, 2)), np.zeros((2, 4)), 8))
+    m = after_arrival(positions, goals, plans, every=4)
+    assert m["arrived"] == 1 and m["episodes"] == 2 and m["per_episode"][0]["first_arrival"] == 5
+    assert m["per_episode"][0]["plans"] == 2                              # the plans made after arrival
+    assert m["plan_leaves_fraction"] == 0.0 and m["ball_leaves_fraction"] == 1.0
+    assert m["planned_speed_max"] == 40.0
